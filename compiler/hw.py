@@ -1,0 +1,102 @@
+"""Hardware configuration of the Loom core: the one source of truth.
+
+The compiler (tiling, alignment), the ISA model (capacities, bounds checks), the
+generated SystemVerilog package and docs/isa.md all read this dataclass. A program
+blob records the hash of the configuration it was compiled for and refuses to run
+on another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "hw"
+
+
+@dataclass(frozen=True)
+class HwConfig:
+    name: str = "loom-16x16"
+    # Systolic array is array_dim x array_dim PEs; SRAM lines are array_dim elements wide.
+    array_dim: int = 16
+    # Scratchpad: bf16 matrix operands.
+    spad_kib: int = 512
+    # Accumulator: fp32 matrix results and the vector unit's operands.
+    acc_kib: int = 256
+    dram_bus_bits: int = 256
+    dram_mib: int = 1024
+    clock_mhz: float = 1000.0
+    # DRAM timing model shared by the cycle estimate and the simulated DRAM.
+    dram_latency_cycles: int = 100
+    dram_bytes_per_cycle: int = 32
+
+    def __post_init__(self) -> None:
+        if self.array_dim < 2 or self.array_dim & (self.array_dim - 1):
+            raise ValueError(f"array_dim must be a power of two >= 2, got {self.array_dim}")
+        if self.dram_bus_bits % 32 or self.dram_bus_bits < 64:
+            raise ValueError(f"dram_bus_bits must be a multiple of 32 >= 64: {self.dram_bus_bits}")
+        for field in ("spad_kib", "acc_kib", "dram_mib"):
+            if getattr(self, field) <= 0:
+                raise ValueError(f"{field} must be positive")
+        if self.dram_mib > 4096:
+            raise ValueError("DRAM addresses are 32 bits: dram_mib must be <= 4096")
+
+    # Derived sizes (elements are bf16 in the scratchpad, fp32 in the accumulator).
+    @property
+    def line_elems(self) -> int:
+        return self.array_dim
+
+    @property
+    def spad_elems(self) -> int:
+        return self.spad_kib * 1024 // 2
+
+    @property
+    def acc_elems(self) -> int:
+        return self.acc_kib * 1024 // 4
+
+    @property
+    def dram_bytes(self) -> int:
+        return self.dram_mib * 1024 * 1024
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Stable SHA-256 of every field; stored in program blobs."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @classmethod
+    def from_dict(cls, values: dict) -> HwConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown hardware config fields: {sorted(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> HwConfig:
+        with open(path) as f:
+            return cls.from_dict(yaml.safe_load(f) or {})
+
+
+DEFAULT_HW = HwConfig()
+
+
+def load_hw(spec: str | Path | HwConfig | None = None) -> HwConfig:
+    """A config from None (default), a HwConfig, a name under configs/hw/ or a YAML path."""
+    if spec is None:
+        return DEFAULT_HW
+    if isinstance(spec, HwConfig):
+        return spec
+    path = Path(spec)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{spec}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no hardware config {spec!r} (looked for {path})")
+    return HwConfig.from_yaml(path)

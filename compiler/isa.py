@@ -1,0 +1,409 @@
+"""ISA v1 of the Loom core: the one machine-readable definition.
+
+Every instruction is INSN_BITS wide, little-endian, opcode in bits [7:0]; the other
+fields follow from bit 8 upward in the order listed. The encoder, decoder, assembler,
+disassembler, the SystemVerilog package (rtl/loom_pkg.sv) and the encoding tables in
+docs/isa.md are all generated from the tables below.
+
+Address units: DRAM addresses are bytes; DRAM strides are elements of the DRAM dtype;
+SRAM addresses and strides are elements of that SRAM (bf16 in SPAD, fp32 in ACC).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+ISA_VERSION = 1
+INSN_BITS = 256
+INSN_BYTES = INSN_BITS // 8
+OPCODE_BITS = 8
+
+
+class Opcode(IntEnum):
+    NOP = 0
+    HALT = 1
+    FENCE = 2
+    CHECKPOINT = 3
+    DMA_LD = 4
+    DMA_ST = 5
+    GATHER = 6
+    MATMUL = 7
+    MOVE = 8
+    VBIN = 9
+    VUNARY = 10
+    VREDUCE = 11
+    VMASK = 12
+
+
+class Mem(IntEnum):
+    """On-chip memory selector."""
+
+    SPAD = 0  # bf16 matrix operands
+    ACC = 1  # fp32 accumulator / vector memory
+
+
+class DType(IntEnum):
+    """Element type of a tensor in DRAM."""
+
+    FP32 = 0
+    BF16 = 1
+
+
+class VBinFunct(IntEnum):
+    ADD = 0
+    SUB = 1
+    MUL = 2
+    MAX = 3
+    MIN = 4
+
+
+class BMode(IntEnum):
+    """How VBIN's second operand b is indexed for element (r, c)."""
+
+    FULL = 0  # b[r, c] at b + r*b_stride + c
+    ROW = 1  # b[c]    at b + c           (one row broadcast over all rows)
+    COL = 2  # b[r]    at b + r*b_stride  (one value per row, lane 0 of its line)
+    IMM = 3  # the fp32 immediate
+
+
+class VUnaryFunct(IntEnum):
+    COPY = 0
+    EXP = 1
+    RECIP = 2
+    RSQRT = 3
+    TANH = 4
+
+
+class VReduceFunct(IntEnum):
+    SUM = 0
+    MAX = 1
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    bits: int
+    kind: str = "uint"  # uint | sint | enum | f32 | bool
+    enum: type[IntEnum] | None = None
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class InsnFormat:
+    opcode: Opcode
+    fields: tuple[Field, ...]
+    doc: str
+    unit: str  # ctrl | dma | mxu | vpu
+    # Assembly mnemonics that fix one field (funct) to a value: mnemonic -> (field, value).
+    mnemonics: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def layout(self) -> list[tuple[Field, int]]:
+        """(field, lsb) for every field, opcode excluded."""
+        out, lsb = [], OPCODE_BITS
+        for f in self.fields:
+            out.append((f, lsb))
+            lsb += f.bits
+        assert lsb <= INSN_BITS, f"{self.opcode.name} needs {lsb} bits"
+        return out
+
+
+def _sram(prefix: str, doc: str) -> tuple[Field, Field]:
+    return (
+        Field(prefix, 20, doc=f"{doc}: SRAM element address (line aligned)"),
+        Field(f"{prefix}_stride", 20, doc=f"{doc}: SRAM row stride in elements (line aligned)"),
+    )
+
+
+ROWS = Field("rows", 16, doc="rows of the region")
+COLS = Field("cols", 16, doc="columns of the region")
+SPACE = Field("space", 1, "enum", Mem, "on-chip memory")
+DTYPE = Field("dtype", 1, "enum", DType, "DRAM element type")
+IMM = Field("imm", 32, "f32", doc="fp32 immediate")
+
+FORMATS: dict[Opcode, InsnFormat] = {
+    f.opcode: f
+    for f in [
+        InsnFormat(Opcode.NOP, (), "no operation", "ctrl"),
+        InsnFormat(Opcode.HALT, (), "stop; the host sees status=done", "ctrl"),
+        InsnFormat(Opcode.FENCE, (), "wait until every unit is idle", "ctrl"),
+        InsnFormat(
+            Opcode.CHECKPOINT,
+            (Field("layer", 16, doc="layer-table id"),),
+            "fence, then signal that the tensors of layer `layer` are complete in DRAM",
+            "ctrl",
+        ),
+        InsnFormat(
+            Opcode.DMA_LD,
+            (
+                SPACE,
+                DTYPE,
+                *_sram("sram", "destination"),
+                Field("dram", 32, doc="DRAM byte address of element [0, 0]"),
+                Field("dram_rs", 24, doc="DRAM row stride (elements)"),
+                Field("dram_cs", 16, doc="DRAM column stride (elements)"),
+                ROWS,
+                COLS,
+            ),
+            "load a 2-D strided DRAM region into SRAM; fp32->SPAD rounds to bf16 (RNE),"
+            " bf16->ACC widens exactly",
+            "dma",
+        ),
+        InsnFormat(
+            Opcode.DMA_ST,
+            (
+                SPACE,
+                DTYPE,
+                *_sram("sram", "source"),
+                Field("dram", 32, doc="DRAM byte address of element [0, 0]"),
+                Field("dram_rs", 24, doc="DRAM row stride (elements)"),
+                Field("dram_cs", 16, doc="DRAM column stride (elements)"),
+                ROWS,
+                COLS,
+            ),
+            "store an SRAM region to a 2-D strided DRAM region; ACC->bf16 rounds (RNE)",
+            "dma",
+        ),
+        InsnFormat(
+            Opcode.GATHER,
+            (
+                SPACE,
+                DTYPE,
+                *_sram("sram", "destination"),
+                Field("table", 32, doc="DRAM byte address of table row 0"),
+                Field("table_rs", 24, doc="table row stride (elements)"),
+                Field("table_rows", 24, doc="rows in the table (indices are bounds-checked)"),
+                Field("idx", 32, doc="DRAM byte address of `rows` int32 indices"),
+                ROWS,
+                COLS,
+            ),
+            "sram row r <- table row idx[r] (embedding lookup); an index outside"
+            " [0, table_rows) is an error",
+            "dma",
+        ),
+        InsnFormat(
+            Opcode.MATMUL,
+            (
+                *_sram("dst", "C in ACC"),
+                *_sram("a", "A[m, k] in SPAD"),
+                *_sram("b", "B[k, n] in SPAD (B^T[n, k] if trans_b)"),
+                Field("bias", 20, doc="fp32 bias row in ACC (line aligned)"),
+                Field("m", 16, doc="rows of A and C"),
+                Field("n", 16, doc="columns of B and C"),
+                Field("k", 16, doc="reduction length"),
+                Field("acc", 1, "bool", doc="start from C's current value"),
+                Field("trans_b", 1, "bool", doc="B is stored transposed"),
+                Field("use_bias", 1, "bool", doc="start from bias[n]"),
+            ),
+            "C[m, n] = init + sum_k A[m, k] * B[k, n], bf16 x bf16 -> fp32,"
+            " accumulated in k order",
+            "mxu",
+        ),
+        InsnFormat(
+            Opcode.MOVE,
+            (
+                Field("dst_space", 1, "enum", Mem, "destination memory"),
+                Field("src_space", 1, "enum", Mem, "source memory"),
+                *_sram("dst", "destination"),
+                *_sram("src", "source"),
+                ROWS,
+                COLS,
+            ),
+            "copy between on-chip memories; ACC->SPAD rounds to bf16 (RNE)",
+            "vpu",
+        ),
+        InsnFormat(
+            Opcode.VBIN,
+            (
+                Field("funct", 3, "enum", VBinFunct, "operation"),
+                Field("bmode", 2, "enum", BMode, "indexing of b"),
+                *_sram("dst", "result in ACC"),
+                *_sram("a", "a in ACC"),
+                *_sram("b", "b in ACC"),
+                ROWS,
+                COLS,
+                IMM,
+            ),
+            "dst[r, c] = a[r, c] op b (fp32)",
+            "vpu",
+            {f"v{f.name.lower()}": ("funct", f.value) for f in VBinFunct},
+        ),
+        InsnFormat(
+            Opcode.VUNARY,
+            (
+                Field("funct", 4, "enum", VUnaryFunct, "function"),
+                *_sram("dst", "result in ACC"),
+                *_sram("a", "a in ACC"),
+                ROWS,
+                COLS,
+            ),
+            "dst[r, c] = f(a[r, c]) (fp32, special functions per the numerics contract)",
+            "vpu",
+            {f"v{f.name.lower()}": ("funct", f.value) for f in VUnaryFunct},
+        ),
+        InsnFormat(
+            Opcode.VREDUCE,
+            (
+                Field("funct", 2, "enum", VReduceFunct, "reduction"),
+                *_sram("dst", "dst[r] in ACC (lane 0 of line)"),
+                *_sram("a", "a in ACC"),
+                ROWS,
+                COLS,
+            ),
+            "dst[r] = reduce_c a[r, c] (lane partials, then a fixed pairwise tree)",
+            "vpu",
+            {"vrsum": ("funct", VReduceFunct.SUM), "vrmax": ("funct", VReduceFunct.MAX)},
+        ),
+        InsnFormat(
+            Opcode.VMASK,
+            (
+                *_sram("dst", "result in ACC"),
+                *_sram("a", "a in ACC"),
+                ROWS,
+                COLS,
+                Field("offset", 20, "sint", doc="row r sees columns c <= r + offset"),
+                IMM,
+            ),
+            "causal mask: dst[r, c] = imm if c > r + offset else a[r, c]",
+            "vpu",
+        ),
+    ]
+}
+
+# Assembly mnemonic -> (opcode, fixed fields)
+MNEMONICS: dict[str, tuple[Opcode, dict[str, int]]] = {}
+for _fmt in FORMATS.values():
+    if _fmt.mnemonics:
+        for _mn, (_fname, _val) in _fmt.mnemonics.items():
+            MNEMONICS[_mn] = (_fmt.opcode, {_fname: int(_val)})
+    else:
+        MNEMONICS[_fmt.opcode.name.lower()] = (_fmt.opcode, {})
+
+
+class IllegalInstruction(ValueError):
+    """An instruction word that does not decode or violates a field constraint."""
+
+
+@dataclass(frozen=True)
+class Insn:
+    """One decoded instruction: opcode plus its fields (enum and bool fields as ints)."""
+
+    opcode: Opcode
+    args: dict[str, int | float]
+
+    def __getattr__(self, name: str):
+        try:
+            return self.args[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def fmt(self) -> InsnFormat:
+        return FORMATS[self.opcode]
+
+    @property
+    def mnemonic(self) -> str:
+        for mn, (op, fixed) in MNEMONICS.items():
+            if op == self.opcode and all(self.args.get(k) == v for k, v in fixed.items()):
+                return mn
+        raise IllegalInstruction(f"no mnemonic for {self.opcode.name} {self.args}")
+
+
+def make(opcode: Opcode | str, **args: int | float) -> Insn:
+    """Build an instruction from a mnemonic, an opcode or its name; omitted fields are 0."""
+    fixed: dict[str, int] = {}
+    if isinstance(opcode, str):
+        if opcode in MNEMONICS:
+            opcode, fixed = MNEMONICS[opcode]
+        elif opcode.upper() in Opcode.__members__:  # opcode name, funct given explicitly
+            opcode = Opcode[opcode.upper()]
+        else:
+            raise IllegalInstruction(f"unknown mnemonic {opcode!r}")
+    fmt = FORMATS[opcode]
+    names = {f.name for f in fmt.fields}
+    unknown = set(args) - names
+    if unknown:
+        raise IllegalInstruction(f"{opcode.name} has no field(s) {sorted(unknown)}")
+    full: dict[str, int | float] = {}
+    for f in fmt.fields:
+        v = args.get(f.name, fixed.get(f.name, 0))
+        full[f.name] = to_f32(v) if f.kind == "f32" else int(v)
+    insn = Insn(opcode, full)
+    encode(insn)  # range-check every field now rather than at emit time
+    return insn
+
+
+def to_f32(x: float) -> float:
+    """x rounded to the nearest fp32 value (NaN payloads kept)."""
+    return struct.unpack("<f", struct.pack("<f", float(x)))[0]
+
+
+def _f32_bits(x: float) -> int:
+    return struct.unpack("<I", struct.pack("<f", x))[0]
+
+
+def _bits_f32(b: int) -> float:
+    return struct.unpack("<f", struct.pack("<I", b))[0]
+
+
+def encode(insn: Insn) -> bytes:
+    word = int(insn.opcode)
+    for f, lsb in insn.fmt.layout():
+        v = insn.args[f.name]
+        if f.kind == "f32":
+            raw = _f32_bits(float(v))
+        elif f.kind == "sint":
+            lo, hi = -(1 << (f.bits - 1)), (1 << (f.bits - 1)) - 1
+            if not lo <= v <= hi:
+                raise IllegalInstruction(f"{insn.opcode.name}.{f.name}={v} outside [{lo}, {hi}]")
+            raw = int(v) & ((1 << f.bits) - 1)
+        else:
+            if not 0 <= v < (1 << f.bits):
+                raise IllegalInstruction(
+                    f"{insn.opcode.name}.{f.name}={v} does not fit in {f.bits} bits"
+                )
+            if f.enum is not None and int(v) not in {e.value for e in f.enum}:
+                raise IllegalInstruction(f"{insn.opcode.name}.{f.name}={v} is not a {f.enum}")
+            raw = int(v)
+        word |= raw << lsb
+    return word.to_bytes(INSN_BYTES, "little")
+
+
+def decode(data: bytes, pc: int | None = None) -> Insn:
+    where = f" at pc {pc:#x}" if pc is not None else ""
+    if len(data) != INSN_BYTES:
+        raise IllegalInstruction(f"instruction word must be {INSN_BYTES} bytes{where}")
+    word = int.from_bytes(data, "little")
+    op = word & ((1 << OPCODE_BITS) - 1)
+    if op not in Opcode._value2member_map_:
+        raise IllegalInstruction(f"illegal opcode {op:#04x}{where}")
+    fmt = FORMATS[Opcode(op)]
+    args: dict[str, int | float] = {}
+    used = OPCODE_BITS
+    for f, lsb in fmt.layout():
+        raw = (word >> lsb) & ((1 << f.bits) - 1)
+        used = lsb + f.bits
+        if f.kind == "f32":
+            args[f.name] = _bits_f32(raw)
+        elif f.kind == "sint":
+            args[f.name] = raw - (1 << f.bits) if raw >> (f.bits - 1) else raw
+        else:
+            if f.enum is not None and raw not in {e.value for e in f.enum}:
+                raise IllegalInstruction(f"{fmt.opcode.name}.{f.name}={raw} is illegal{where}")
+            args[f.name] = raw
+    if word >> used:
+        raise IllegalInstruction(f"{fmt.opcode.name}: reserved bits set{where}")
+    return Insn(Opcode(op), args)
+
+
+def encode_program(insns: list[Insn]) -> bytes:
+    return b"".join(encode(i) for i in insns)
+
+
+def decode_program(code: bytes) -> list[Insn]:
+    if len(code) % INSN_BYTES:
+        raise IllegalInstruction(f"code size {len(code)} is not a multiple of {INSN_BYTES}")
+    return [
+        decode(code[i : i + INSN_BYTES], pc=i) for i in range(0, len(code), INSN_BYTES)
+    ]

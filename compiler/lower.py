@@ -1,0 +1,194 @@
+"""Lowering pass with the CPU-fallback partitioner and checkpoint placement.
+
+Walks the graph in order. Each node is either a view (a new TensorRef, no code), a
+device op (its registered lowering emits instructions), or a host op (no lowering, or
+the lowering raised Unsupported: PyTorch runs it on the CPU between device segments).
+After the node that produces a module's output, a CHECKPOINT marks that layer.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+from torch import fx
+
+from compiler import ops  # noqa: F401  (registers the lowerings)
+from compiler.frontend import Graph
+from compiler.hw import HwConfig
+from compiler.ir import Buffer, BufferKind, Checkpoint, HostOp, StreamItem, TensorRef, VDType
+from compiler.layers import LayerInfo, find_layers
+from compiler.ops.views import is_view, lower_view
+from compiler.registry import REGISTRY, LowerCtx, Unsupported, op_name
+
+
+@dataclass
+class OpRecord:
+    op: str
+    status: str  # "device" | "view" | "cpu"
+    reason: str = ""
+
+
+@dataclass
+class Lowered:
+    stream: list[StreamItem]
+    buffers: list[Buffer]
+    values: dict[str, object]  # node name -> TensorRef | list | python value
+    inputs: list[tuple[str, TensorRef | object]]  # user inputs in order
+    outputs: list[TensorRef | None]
+    layers: list[LayerInfo]
+    records: dict[str, OpRecord] = field(default_factory=dict)
+
+    def op_table(self) -> dict[str, dict]:
+        table: dict[str, Counter] = {}
+        for rec in self.records.values():
+            table.setdefault(rec.op, Counter())[rec.status] += 1
+        out = {}
+        for op, counts in sorted(table.items()):
+            reasons = sorted({r.reason for r in self.records.values() if r.op == op and r.reason})
+            out[op] = {"count": sum(counts.values()), **counts, "reasons": reasons}
+        return out
+
+
+def _bf16_only(node: fx.Node) -> bool:
+    """True when every use of node (through views) is a bf16 matrix-operand argument."""
+    for user in node.users:
+        if user.op != "call_function":
+            return False
+        if is_view(user.target):
+            if not _bf16_only(user):
+                return False
+            continue
+        low = REGISTRY.get(user.target)
+        if low is None:
+            return False
+        positions = [i for i, a in enumerate(user.args) if a is node]
+        if not positions or any(i not in low.bf16_args for i in positions):
+            return False
+        if node in user.kwargs.values():
+            return False
+    return bool(node.users)
+
+
+def _host_arg(value, inputs: list[TensorRef]):
+    """A JSON-able argument, with tensors replaced by {"tensor": i}."""
+    if isinstance(value, TensorRef):
+        inputs.append(value)
+        return {"tensor": len(inputs) - 1}
+    if isinstance(value, (list, tuple)):
+        return [_host_arg(v, inputs) for v in value]
+    if isinstance(value, torch.dtype):
+        return {"dtype": str(value).removeprefix("torch.")}
+    if isinstance(value, torch.device):
+        return {"device": "cpu"}
+    if isinstance(value, torch.memory_format):
+        return {"memory_format": str(value).removeprefix("torch.")}
+    if isinstance(value, torch.layout):
+        return {"layout": str(value).removeprefix("torch.")}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise Unsupported(f"argument of type {type(value).__name__} cannot cross to the host")
+
+
+def lower_graph(g: Graph, hw: HwConfig, checkpoints: str = "all") -> Lowered:
+    stream: list[StreamItem] = []
+    buffers: list[Buffer] = []
+    ctx = LowerCtx(hw, stream, buffers)
+    values: dict[str, object] = {}
+    records: dict[str, OpRecord] = {}
+    inputs: list[tuple[str, object]] = []
+    layers = find_layers(g, checkpoints)
+    layer_at = {layer.output_node: layer for layer in layers}
+
+    def value_of(n):
+        return values[n.name]
+
+    for node in g.graph.nodes:
+        if node.op == "placeholder":
+            if node.name in g.constants:
+                t = g.constants[node.name]
+                if not isinstance(t, torch.Tensor):
+                    values[node.name] = t
+                    continue
+                dtype = VDType.BF16 if (t.is_floating_point() and _bf16_only(node)) else None
+                ref = ctx.new_constant(t, node.name, dtype)
+                ctx.constant_values[ref.buffer] = t.detach()
+                values[node.name] = ref
+            else:
+                val = node.meta.get("val")
+                if isinstance(val, torch.Tensor):
+                    ctx.node_name = node.name
+                    ref = ctx.new_tensor(tuple(val.shape), VDType.of(val.dtype), BufferKind.INPUT,
+                                         name=node.name)
+                    values[node.name] = ref
+                    inputs.append((node.name, ref))
+                else:
+                    values[node.name] = val
+                    inputs.append((node.name, val))
+            continue
+        if node.op == "output":
+            continue
+        args, kwargs = fx.node.map_arg((node.args, node.kwargs), value_of)
+        name = op_name(node.target)
+        ctx.begin(node.name)
+        mark_stream, mark_buffers = len(stream), len(buffers)
+        if is_view(node.target):
+            values[node.name] = lower_view(ctx, node, list(args), dict(kwargs))
+            records[node.name] = OpRecord(name, "view" if len(stream) == mark_stream else "device")
+        else:
+            lowering = REGISTRY.get(node.target)
+            reason = "no lowering registered"
+            result = None
+            if lowering is not None:
+                try:
+                    result = lowering.fn(ctx, node, list(args), dict(kwargs))
+                except Unsupported as e:
+                    reason = str(e)
+                    del stream[mark_stream:]
+                    del buffers[mark_buffers:]
+            if result is not None:
+                values[node.name] = result
+                records[node.name] = OpRecord(name, "device")
+            else:
+                values[node.name] = _lower_host(ctx, node, name, args, kwargs)
+                records[node.name] = OpRecord(name, "cpu", reason)
+        layer = layer_at.get(node.name)
+        if layer is not None:
+            refs = [values[n] for n in [layer.output_node, *layer.input_nodes]]
+            if all(isinstance(r, TensorRef) for r in refs):
+                layer.output_ref = refs[0]
+                layer.input_refs = refs[1:]
+                stream.append(Checkpoint(layer.id, refs, node.name))
+            else:
+                layer.skipped = "layer value is not a single tensor"
+    outputs = []
+    for out in g.outputs:
+        ref = values.get(out.name) if out is not None else None
+        outputs.append(ref if isinstance(ref, TensorRef) else None)
+    return Lowered(stream, buffers, values, inputs, outputs,
+                   [la for la in layers if not la.skipped], records)
+
+
+def _lower_host(ctx: LowerCtx, node: fx.Node, name: str, args, kwargs) -> object:
+    meta = node.meta.get("val")
+    tensor_inputs: list[TensorRef] = []
+    host_args = _host_arg(list(args), tensor_inputs)
+    host_kwargs = {k: _host_arg(v, tensor_inputs) for k, v in kwargs.items()}
+    metas = meta if isinstance(meta, (list, tuple)) else [meta]
+    if not all(isinstance(m, torch.Tensor) for m in metas):
+        raise NotImplementedError(
+            f"{name} at {node.name} has no device lowering and returns a non-tensor;"
+            " it cannot run on the host either")
+    outs = [ctx.new_tensor(tuple(m.shape), VDType.of(m.dtype)) for m in metas]
+    module = ""
+    stack = node.meta.get("nn_module_stack") or {}
+    if stack:
+        module = list(stack.values())[-1][0]
+    ctx.stream.append(HostOp(name, host_args, host_kwargs, tensor_inputs, outs, node.name,
+                             module))
+    return outs if isinstance(meta, (list, tuple)) else outs[0]
+
+
+_ = operator

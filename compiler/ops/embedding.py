@@ -1,0 +1,41 @@
+"""aten.embedding: the GATHER instruction reads table rows named by int32 indices."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from compiler.ir import DramRef, TensorRef, VDType
+from compiler.isa import Mem
+from compiler.registry import LowerCtx, Unsupported, lowering, tensor_meta
+
+aten = torch.ops.aten
+
+
+@lowering(aten.embedding.default)
+def lower_embedding(ctx: LowerCtx, node, args, kwargs):
+    table, indices = args[:2]
+    if indices.dtype != VDType.I32 or not indices.is_contiguous():
+        raise Unsupported("embedding indices must be a contiguous integer tensor")
+    if table.strides[-1] != 1 or len(table.shape) != 2:
+        raise Unsupported("embedding table must be a row-major matrix")
+    rows_total = math.prod(indices.shape)
+    dim = table.shape[1]
+    out = ctx.new_tensor(tuple(tensor_meta(node).shape))
+    cols = min(dim, ctx.acc.capacity // 2)
+    max_rows = max(1, ctx.acc.capacity // ctx.acc.pad(cols))
+    for r0 in range(0, rows_total, max_rows):
+        nr = min(max_rows, rows_total - r0)
+        for c0 in range(0, dim, cols):
+            nc = min(cols, dim - c0)
+            ctx.acc.top = 0
+            addr, stride = ctx.acc.alloc(nr, nc)
+            ctx.emit("gather", space=Mem.ACC, dtype=ctx.dram_dtype(table), sram=addr,
+                     sram_stride=stride, table=DramRef(table.buffer, table.byte_offset(c0)),
+                     table_rs=table.strides[0], table_rows=table.shape[0],
+                     idx=DramRef(indices.buffer, indices.byte_offset(r0)), rows=nr, cols=nc)
+            ctx.emit("dma_st", space=Mem.ACC, dtype=0, sram=addr, sram_stride=stride,
+                     dram=DramRef(out.buffer, out.byte_offset(r0 * dim + c0)), dram_rs=dim,
+                     dram_cs=1, rows=nr, cols=nc)
+    return TensorRef(out.buffer, out.dtype, out.shape, out.strides)

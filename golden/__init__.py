@@ -1,0 +1,82 @@
+"""Golden checks: PyTorch fp32 values of every checkpoint and the comparisons.
+
+capture() runs the compiled (decomposed, folded) graph in fp32 with PyTorch and keeps
+the value of every node, keyed by node name; the layer table maps module paths to
+nodes. Two comparisons per layer:
+- end to end: the device's tensor against PyTorch's from the same model inputs;
+- follow-actual: the layer's own PyTorch nodes re-run on the device's inputs to that
+  layer, so errors do not compound across layers.
+A layer passes when both are within the tolerance of its kind (docs/golden.md).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import fx
+
+from golden.metrics import TOLERANCES, compare, tolerance_for
+
+
+def _env_for_inputs(graph, inputs) -> dict[str, object]:
+    env: dict[str, object] = dict(graph.constants)
+    tensors = iter([x for x in inputs if isinstance(x, torch.Tensor)])
+    for name in graph.user_inputs:
+        node = next(n for n in graph.graph.nodes if n.name == name)
+        val = node.meta.get("val")
+        env[name] = next(tensors) if isinstance(val, torch.Tensor) else val
+    return env
+
+
+def execute_nodes(graph, env: dict[str, object], names: list[str] | None = None) -> dict:
+    """Run call_function nodes (all, or those named) in graph order with env values."""
+    wanted = set(names) if names is not None else None
+    with torch.no_grad():
+        for node in graph.graph.nodes:
+            if node.op != "call_function" or (wanted is not None and node.name not in wanted):
+                continue
+            args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: env[n.name])
+            env[node.name] = node.target(*args, **kwargs)
+    return env
+
+
+def capture(graph, inputs) -> dict[str, object]:
+    """PyTorch fp32 value of every node for these inputs."""
+    return execute_nodes(graph, _env_for_inputs(graph, inputs))
+
+
+def follow_actual(graph, layer: dict, device_inputs: list[torch.Tensor]) -> torch.Tensor:
+    env: dict[str, object] = dict(graph.constants)
+    for b, value in zip(layer["inputs"], device_inputs, strict=True):
+        env[b["name"]] = value
+    # Non-tensor inputs (flags) come from the export.
+    for node in graph.graph.nodes:
+        if node.name in layer["nodes"]:
+            for d in node.all_input_nodes:
+                if d.name not in env:
+                    env[d.name] = d.meta.get("val")
+    return execute_nodes(graph, env, layer["nodes"])[layer["node"]]
+
+
+def check_layers(program, result, golden: dict) -> list[dict]:
+    rows = []
+    for layer in program.layers:
+        got = result.checkpoints.get(layer["id"])
+        row = {"id": layer["id"], "path": layer["path"], "kind": layer["kind"],
+               "shape": layer["output"]["shape"]}
+        if got is None:
+            row.update(status="fail", reason="checkpoint never reached")
+            rows.append(row)
+            continue
+        tol = tolerance_for(layer["kind"])
+        expected = golden[layer["node"]]
+        e2e = compare(expected, got["output"])
+        fa_expected = follow_actual(program.graph, layer, got["inputs"])
+        fa = compare(fa_expected, got["output"])
+        ok = tol.accepts(e2e, end_to_end=True) and tol.accepts(fa, end_to_end=False)
+        row.update(e2e=e2e, follow=fa, status="pass" if ok else "fail")
+        rows.append(row)
+    return rows
+
+
+__all__ = ["capture", "check_layers", "compare", "execute_nodes", "follow_actual",
+           "TOLERANCES", "tolerance_for"]

@@ -1,0 +1,83 @@
+"""Tensor comparison metrics and the per-kind pass thresholds (docs/golden.md)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+def ulp_distance(a: np.ndarray, b: np.ndarray) -> int:
+    """Max distance in fp32 units in the last place (0 means bit-identical)."""
+    ia = np.asarray(a, dtype=np.float32).view(np.int32).astype(np.int64)
+    ib = np.asarray(b, dtype=np.float32).view(np.int32).astype(np.int64)
+    # Map sign-magnitude to a monotonic integer line.
+    ia = np.where(ia < 0, -(ia & 0x7FFFFFFF), ia)
+    ib = np.where(ib < 0, -(ib & 0x7FFFFFFF), ib)
+    return int(np.abs(ia - ib).max()) if ia.size else 0
+
+
+def compare(expected: torch.Tensor, actual: torch.Tensor) -> dict:
+    e = expected.detach().to(torch.float64).reshape(-1)
+    a = actual.detach().to(torch.float64).reshape(-1)
+    if e.shape != a.shape:
+        return {"error": f"shape {tuple(actual.shape)} != {tuple(expected.shape)}"}
+    finite = torch.isfinite(e) & torch.isfinite(a)
+    same_special = (~torch.isfinite(e)) & (e == a)  # matching infinities
+    mismatch_special = int((~finite & ~same_special).sum())
+    d = (e - a).abs()[finite]
+    ref_scale = float(e[finite].abs().max()) if finite.any() else 0.0
+    max_abs = float(d.max()) if d.numel() else 0.0
+    big = e[finite].abs() > 1e-3 * max(ref_scale, 1e-30)
+    max_rel = float((d[big] / e[finite][big].abs()).max()) if big.any() else 0.0
+    ef, af = e[finite], a[finite]
+    denom = float(ef.norm() * af.norm())
+    cosine = float((ef @ af) / denom) if denom > 0 else (1.0 if max_abs == 0 else 0.0)
+    return {
+        "max_abs": max_abs,
+        "max_rel": max_rel,
+        "norm_max_abs": max_abs / ref_scale if ref_scale > 0 else max_abs,
+        "cosine": cosine,
+        "ulp": ulp_distance(expected.float().numpy(), actual.float().numpy()),
+        "nonfinite_mismatch": mismatch_special,
+    }
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Pass when cosine >= min_cosine and max|err| / max|ref| <= max_norm_abs.
+    End to end allows error to build up through earlier layers (e2e_factor)."""
+
+    min_cosine: float
+    max_norm_abs: float
+    e2e_factor: float = 4.0
+
+    def accepts(self, m: dict, end_to_end: bool) -> bool:
+        if "error" in m or m["nonfinite_mismatch"]:
+            return False
+        f = self.e2e_factor if end_to_end else 1.0
+        return (1 - m["cosine"]) <= (1 - self.min_cosine) * f and \
+            m["norm_max_abs"] <= self.max_norm_abs * f
+
+
+# Sources of error against fp32 PyTorch: bf16 rounding of matrix operands (relative
+# 2^-9 per operand), the special functions (<= ~2 ulp), 1/C by multiplication.
+TOLERANCES: dict[str, Tolerance] = {
+    "linear": Tolerance(0.9999, 0.02),
+    "attention": Tolerance(0.9995, 0.03),
+    "mlp": Tolerance(0.9995, 0.03),
+    "block": Tolerance(0.9995, 0.03),
+    "norm": Tolerance(0.9999, 0.01),
+    "embedding": Tolerance(0.99999, 1e-6),
+    "activation": Tolerance(0.99999, 1e-3),
+    "module": Tolerance(0.9995, 0.03),
+}
+
+
+def tolerance_for(kind: str) -> Tolerance:
+    return TOLERANCES.get(kind, TOLERANCES["module"])
+
+
+_ = math

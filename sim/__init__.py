@@ -1,0 +1,118 @@
+"""Running programs: sim.run(program, inputs, backend=..., check=True).
+
+Host and device share one DRAM image. Device segments run on the chosen backend; host
+segments (CPU-fallback ops) run with PyTorch. At every CHECKPOINT the layer's output
+and inputs are read out of DRAM; with check=True each is compared with PyTorch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from sim import dram as dram_io
+from sim.backends import make_backend
+
+
+@dataclass
+class RunResult:
+    outputs: list[torch.Tensor]
+    checkpoints: dict[int, dict]  # layer id -> {"output": tensor, "inputs": [tensors]}
+    stats: dict
+    layers: list[dict] = field(default_factory=list)  # per-layer comparisons (check=True)
+    passed: bool | None = None
+
+
+def _resolve_target(name: str):
+    ns, op, overload = name.split(".")
+    return getattr(getattr(getattr(torch.ops, ns), op), overload)
+
+
+def _host_value(arg, tensors: list[torch.Tensor]):
+    if isinstance(arg, dict):
+        if "tensor" in arg:
+            return tensors[arg["tensor"]]
+        if "dtype" in arg:
+            return getattr(torch, arg["dtype"])
+        if "device" in arg:
+            return torch.device("cpu")
+        if "memory_format" in arg:
+            return getattr(torch, arg["memory_format"])
+        if "layout" in arg:
+            return getattr(torch, arg["layout"])
+    if isinstance(arg, list):
+        return [_host_value(a, tensors) for a in arg]
+    return arg
+
+
+def run_host_op(dram, op: dict) -> None:
+    tensors = [dram_io.read(dram, b) for b in op["inputs"]]
+    args = _host_value(op["args"], tensors)
+    kwargs = {k: _host_value(v, tensors) for k, v in op["kwargs"].items()}
+    result = _resolve_target(op["target"])(*args, **kwargs)
+    results = result if isinstance(result, (list, tuple)) else [result]
+    for b, value in zip(op["outputs"], results, strict=True):
+        dram_io.write(dram, b, value, f"host op {op['target']} ({op['node']})")
+
+
+def bind_inputs(program, dram, inputs) -> None:
+    tensor_bindings = [b for b in program.meta["inputs"] if "addr" in b]
+    tensors = [x for x in inputs if isinstance(x, torch.Tensor)]
+    if len(tensors) != len(tensor_bindings):
+        raise ValueError(f"program takes {len(tensor_bindings)} tensor input(s)"
+                         f" ({[b['name'] for b in tensor_bindings]}), got {len(tensors)}")
+    for b, x in zip(tensor_bindings, tensors, strict=True):
+        dram_io.write(dram, b, x, f"input {b['name']}")
+
+
+def execute(program, inputs, backend) -> RunResult:
+    dram = dram_io.new_image(program)
+    bind_inputs(program, dram, inputs)
+    layers = {la["id"]: la for la in program.layers}
+    checkpoints: dict[int, dict] = {}
+    times = {"device_s": 0.0, "host_s": 0.0}
+
+    def on_checkpoint(layer_id: int) -> None:
+        la = layers.get(layer_id)
+        if la is None:
+            raise RuntimeError(f"checkpoint {layer_id} is not in the layer table")
+        checkpoints[layer_id] = {
+            "output": dram_io.read(dram, la["output"]),
+            "inputs": [dram_io.read(dram, b) for b in la["inputs"]],
+        }
+
+    for seg in program.segments:
+        t = time.perf_counter()
+        if seg["kind"] == "device":
+            backend.run_segment(dram, program.code, seg["pc"], on_checkpoint)
+            times["device_s"] += time.perf_counter() - t
+        else:
+            run_host_op(dram, program.meta["host_ops"][seg["host_op"]])
+            times["host_s"] += time.perf_counter() - t
+    outputs = [dram_io.read(dram, b) if b else None for b in program.meta["outputs"]]
+    return RunResult(outputs, checkpoints, {**backend.stats, **times})
+
+
+def run(program, inputs, backend: str = "ref", check: bool = True, golden=None,
+        trace: bool = False, **options) -> RunResult:
+    """Run a program; with check=True compare every checkpoint with PyTorch
+    (end to end and follow-actual) using golden (captured now if not given)."""
+    be = make_backend(backend, program.hw, trace=trace, **options)
+    t0 = time.perf_counter()
+    result = execute(program, tuple(inputs), be)
+    result.stats["wall_s"] = time.perf_counter() - t0
+    result.stats["backend"] = backend
+    if trace:
+        result.stats["trace"] = be.trace
+    if check:
+        from golden import capture, check_layers
+
+        if program.graph is None:
+            raise ValueError("check=True needs the compiled graph: this program was loaded"
+                             " from a blob; compile the model in this process")
+        golden = golden if golden is not None else capture(program.graph, inputs)
+        result.layers = check_layers(program, result, golden)
+        result.passed = all(row["status"] == "pass" for row in result.layers)
+    return result
