@@ -85,6 +85,7 @@ EXP_POLY = bits_f32(
 )  # c0..c6 of e^r on |r| <= ln2/2
 
 
+@np.errstate(all="ignore")
 def exp(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     xc = np.minimum(np.maximum(x, EXP_LO), EXP_HI)  # NaN handled at the end
@@ -103,20 +104,24 @@ def exp(x: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- reciprocal
+ONE = F32(1.0)
 RECIP_MAGIC = np.uint32(0x7EF311C3)
-RECIP_NEWTON_STEPS = 3
+RECIP_NEWTON_STEPS = 2
 TWO = F32(2.0)
 BIG = F32(2.0**126)
 
 
+@np.errstate(all="ignore")  # overflow in lanes that the selects below replace
 def recip(x: np.ndarray) -> np.ndarray:
-    """1/x: bit-trick seed, Newton y <- y * (2 - a*y). Subnormal x -> +-inf,
-    |x| >= 2^126 -> +-0 (the true result would be subnormal)."""
+    """1/x: bit-trick seed, two Newton steps y <- y * (2 - a*y), then one residual
+    correction y <- y + y * (1 - a*y) (makes powers of two exact). Subnormal x ->
+    +-inf, |x| >= 2^126 -> +-0 (the true result would be subnormal)."""
     x = np.asarray(x, dtype=np.float32)
     a = np.abs(x)
     y = (RECIP_MAGIC - np.minimum(f32_bits(a), np.uint32(0x7E800000))).view(np.float32)
     for _ in range(RECIP_NEWTON_STEPS):
         y = y * (TWO - a * y)
+    y = y + y * (ONE - a * y)
     y = np.where(a < MIN_NORMAL, F32(np.inf), y)
     y = np.where(a >= BIG, F32(0), y)
     y = np.where(np.signbit(x), -y, y)
@@ -125,13 +130,15 @@ def recip(x: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- rsqrt
 RSQRT_MAGIC = np.uint32(0x5F3759DF)
-RSQRT_NEWTON_STEPS = 3
+RSQRT_NEWTON_STEPS = 2
 HALF = F32(0.5)
 THREE_HALVES = F32(1.5)
 
 
+@np.errstate(all="ignore")
 def rsqrt(x: np.ndarray) -> np.ndarray:
-    """1/sqrt(x): bit-trick seed, Newton y <- y * (1.5 - (0.5*x) * (y*y)).
+    """1/sqrt(x): bit-trick seed, two Newton steps y <- y * (1.5 - (0.5*x) * (y*y)),
+    then one residual correction y <- y + y * (0.5 - (0.5*x) * (y*y)).
     x < 0 -> NaN; +-0 and subnormal x -> +inf; +inf -> +0."""
     x = np.asarray(x, dtype=np.float32)
     a = np.where(x >= MIN_NORMAL, x, F32(1)).astype(np.float32)
@@ -140,6 +147,7 @@ def rsqrt(x: np.ndarray) -> np.ndarray:
     h = HALF * a
     for _ in range(RSQRT_NEWTON_STEPS):
         y = y * (THREE_HALVES - h * (y * y))
+    y = y + y * (HALF - h * (y * y))
     y = np.where(x < MIN_NORMAL, F32(np.inf), y)
     y = np.where(np.isposinf(x), F32(0), y)
     return np.where(np.isnan(x) | (x < 0), CANONICAL_NAN, y).astype(np.float32)
@@ -148,9 +156,9 @@ def rsqrt(x: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- tanh
 TANH_SMALL = F32(0.625)
 TANH_POLY = bits_f32([0xBEAAAA9B, 0x3E0883C3, 0xBD5C235C, 0x3CA930BE, 0xBBBB6623])
-ONE = F32(1.0)
 
 
+@np.errstate(all="ignore")
 def tanh(x: np.ndarray) -> np.ndarray:
     """|x| < 0.625: x + x*x^2*P(x^2); else sign(x) * (1 - 2 * recip(exp(2|x|) + 1))."""
     x = np.asarray(x, dtype=np.float32)

@@ -47,37 +47,35 @@ def compare(expected: torch.Tensor, actual: torch.Tensor) -> dict:
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Pass when cosine >= min_cosine and max|err| / max|ref| <= max_norm_abs.
-    End to end allows error to build up through earlier layers (e2e_factor)."""
+    """Pass when 1 - cosine <= 1 - min_cosine and max|err| / max|ref| <= max_norm_abs."""
 
     min_cosine: float
     max_norm_abs: float
-    e2e_factor: float = 4.0
 
-    def accepts(self, m: dict, end_to_end: bool) -> bool:
+    def accepts(self, m: dict) -> bool:
         if "error" in m or m["nonfinite_mismatch"]:
             return False
-        f = self.e2e_factor if end_to_end else 1.0
-        return (1 - m["cosine"]) <= (1 - self.min_cosine) * f and \
-            m["norm_max_abs"] <= self.max_norm_abs * f
+        return m["cosine"] >= self.min_cosine and m["norm_max_abs"] <= self.max_norm_abs
 
 
-# Sources of error against fp32 PyTorch: bf16 rounding of matrix operands (relative
-# 2^-9 per operand), the special functions (<= ~2 ulp), 1/C by multiplication.
+# Follow-actual: the layer's own error, re-run on the device's inputs. Sources against
+# fp32 PyTorch: bf16 rounding of matrix operands (2^-9 relative per operand, averaging
+# out over k), the special functions (<= ~2 ulp), normalisation by multiplying by 1/C.
+# Layers without a matrix product are near fp32-exact; ones with several get more room.
 TOLERANCES: dict[str, Tolerance] = {
     "linear": Tolerance(0.9999, 0.02),
     "attention": Tolerance(0.9995, 0.03),
     "mlp": Tolerance(0.9995, 0.03),
     "block": Tolerance(0.9995, 0.03),
-    "norm": Tolerance(0.9999, 0.01),
-    "embedding": Tolerance(0.99999, 1e-6),
-    "activation": Tolerance(0.99999, 1e-3),
     "module": Tolerance(0.9995, 0.03),
+    "norm": Tolerance(0.99999, 1e-4),
+    "embedding": Tolerance(0.99999, 1e-6),
+    "activation": Tolerance(0.99999, 1e-4),
 }
+
+# End to end: errors of every earlier layer arrive too, so one budget for all kinds.
+END_TO_END = Tolerance(0.999, 0.05)
 
 
 def tolerance_for(kind: str) -> Tolerance:
     return TOLERANCES.get(kind, TOLERANCES["module"])
-
-
-_ = math

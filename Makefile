@@ -1,0 +1,52 @@
+# Loom. `make sim MODEL=gpt2` and `make test` work on a fresh clone with Python 3.11,
+# a C++ compiler and make: the first call creates .venv and installs the project.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+MODEL ?= gpt2
+BACKEND ?= ref
+TOKENS ?= 8
+SEED ?= 0
+LAYERS ?=
+WEIGHTS ?=
+HW ?=
+
+.PHONY: sim test test-full lint format gen bench clean
+
+# Reinstalled only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	@touch $(STAMP)
+
+sim: $(STAMP)
+	$(PY) -m sim $(MODEL) --backend $(BACKEND) --tokens $(TOKENS) --seed $(SEED) \
+		$(if $(LAYERS),--layers $(LAYERS)) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
+		$(if $(HW),--hw $(HW))
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not gpu"
+
+test-full: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# Regenerate rtl/loom_pkg.sv and the tables in docs/isa.md from compiler/isa.py + hw.
+gen: $(STAMP)
+	$(PY) -m compiler.gen
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf build

@@ -1,0 +1,107 @@
+"""Models by name for `make sim MODEL=...`: a registered name, or
+`package.module:function` returning (model, example_inputs[, example_kwargs]).
+
+Weights are seeded random (no network); WEIGHTS=path loads a local checkpoint
+(a Hugging Face model directory, or a state_dict .pt/.bin file).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass
+class ModelSpec:
+    model: torch.nn.Module
+    inputs: tuple
+    kwargs: dict
+
+
+MODELS: dict[str, Callable[..., ModelSpec]] = {}
+
+
+def register(name: str):
+    def wrap(fn):
+        MODELS[name] = fn
+        return fn
+
+    return wrap
+
+
+def _gpt2(config_kwargs: dict, layers: int | None, tokens: int, seed: int,
+          weights: str | None) -> ModelSpec:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    if weights and Path(weights).is_dir():
+        model = GPT2LMHeadModel.from_pretrained(weights, local_files_only=True)
+        if layers is not None:
+            model.transformer.h = model.transformer.h[:layers]
+            model.config.n_layer = layers
+    else:
+        cfg = GPT2Config(**config_kwargs)
+        if layers is not None:
+            cfg.n_layer = layers
+        model = GPT2LMHeadModel(cfg)
+        if weights:
+            model.load_state_dict(torch.load(weights, map_location="cpu"))
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, model.config.vocab_size, (1, tokens), generator=gen)
+    return ModelSpec(model, (ids,), {"use_cache": False})
+
+
+@register("gpt2")
+def gpt2(layers=None, tokens=8, seed=0, weights=None) -> ModelSpec:
+    """GPT-2 small: 12 layers, 768 wide, 12 heads, 50257 tokens."""
+    return _gpt2({}, layers, tokens, seed, weights)
+
+
+@register("gpt2-tiny")
+def gpt2_tiny(layers=None, tokens=8, seed=0, weights=None) -> ModelSpec:
+    """2 layers, 64 wide, 4 heads, 512-token vocabulary: the fast test model."""
+    cfg = dict(n_layer=2, n_embd=64, n_head=4, vocab_size=512, n_positions=128,
+               bos_token_id=0, eos_token_id=0)
+    return _gpt2(cfg, layers, tokens, seed, weights)
+
+
+class MLP(torch.nn.Module):
+    def __init__(self, dims=(64, 256, 256, 32)):
+        super().__init__()
+        self.layers = torch.nn.ModuleList(
+            torch.nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=False))
+        self.act = torch.nn.GELU(approximate="tanh")
+
+    def forward(self, x):
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = self.act(x)
+        return x
+
+
+@register("mlp")
+def mlp(layers=None, tokens=8, seed=0, weights=None) -> ModelSpec:
+    """A 3-layer MLP (Linear + tanh-GELU) on [tokens, 64]."""
+    torch.manual_seed(seed)
+    model = MLP().eval()
+    if weights:
+        model.load_state_dict(torch.load(weights, map_location="cpu"))
+    return ModelSpec(model, (torch.randn(tokens, 64),), {})
+
+
+def build(name: str, **options) -> ModelSpec:
+    if name in MODELS:
+        return MODELS[name](**options)
+    if ":" in name:
+        module, _, fn = name.partition(":")
+        made = getattr(importlib.import_module(module), fn)()
+        model, inputs, *rest = made
+        return ModelSpec(model.eval(), tuple(inputs), rest[0] if rest else {})
+    raise ValueError(f"unknown model {name!r}: use one of {sorted(MODELS)} or"
+                     " package.module:function")
