@@ -28,8 +28,11 @@ def ulp_error(got: np.ndarray, exact: np.ndarray) -> np.ndarray:
 FUNCS = {
     # name: (function, float64 reference, domain where the contract promises accuracy)
     "exp": (nx.exp, np.exp, lambda x: (x >= nx.EXP_LO) & (x <= nx.EXP_HI)),
-    "recip": (nx.recip, lambda x: 1.0 / x,
-              lambda x: (np.abs(x) >= 2.0**-126) & (np.abs(x) < 2.0**126)),
+    "recip": (
+        nx.recip,
+        lambda x: 1.0 / x,
+        lambda x: (np.abs(x) >= 2.0**-126) & (np.abs(x) < 2.0**126),
+    ),
     "rsqrt": (nx.rsqrt, lambda x: 1.0 / np.sqrt(x), lambda x: x >= 2.0**-126),
     "tanh": (nx.tanh, np.tanh, lambda x: np.isfinite(x)),
 }
@@ -55,12 +58,15 @@ def main() -> None:
                 worst, worst_x = float(err[i]), float(x[i])
         results[name] = {"max_ulp": round(worst, 3), "at": worst_x, "inputs": count}
         print(f"{name}: max {worst:.3f} ulp at x={worst_x!r} over {count} inputs", flush=True)
-    meta = {"step": STEP, "seconds": round(time.time() - t0, 1), "machine": platform.machine(),
-            "numpy": np.__version__}
+    meta = {
+        "step": STEP,
+        "seconds": round(time.time() - t0, 1),
+        "machine": platform.machine(),
+        "numpy": np.__version__,
+    }
     (OUT / "special_functions.json").write_text(json.dumps({"meta": meta, **results}, indent=1))
     md = ["| function | max error (ulp) | at x | inputs checked |", "|---|---:|---:|---:|"]
-    md += [f"| {k} | {v['max_ulp']} | {v['at']:.9g} | {v['inputs']} |" for k, v in
-           results.items()]
+    md += [f"| {k} | {v['max_ulp']} | {v['at']:.9g} | {v['inputs']} |" for k, v in results.items()]
     md.append(f"\nEvery {STEP}th fp32 bit pattern in each function's domain; {meta}.")
     (OUT / "special_functions.md").write_text("\n".join(md) + "\n")
 

@@ -1,7 +1,7 @@
 """Loom compiler: torch model -> versioned program blob for the Loom core.
 
-    program = compiler.compile(model, example_inputs, hw="default")
-    program.save("model.loom"); program = compiler.load("model.loom")
+program = compiler.compile(model, example_inputs, hw="default")
+program.save("model.loom"); program = compiler.load("model.loom")
 """
 
 from compiler.hw import DEFAULT_HW, HwConfig, load_hw

@@ -66,8 +66,7 @@ def encode_stream(stream: list[StreamItem]) -> tuple[bytes, list[str]]:
             insn = isa.make("checkpoint", layer=item.layer)
         else:
             assert isinstance(item, PendingInsn)
-            args = {k: (v.resolve() if isinstance(v, DramRef) else v)
-                    for k, v in item.args.items()}
+            args = {k: (v.resolve() if isinstance(v, DramRef) else v) for k, v in item.args.items()}
             insn = isa.make(item.mnemonic, **args)
         words.append(isa.encode(insn))
         debug.append(item.node)

@@ -55,10 +55,10 @@ class Graph:
         return [n for n in self.graph.nodes if n.op == "call_function"]
 
 
-def export(model: torch.nn.Module, example_inputs: tuple, kwargs: dict | None = None,
-           strict: bool = False) -> ExportedProgram:
-    return torch.export.export(model, tuple(example_inputs), kwargs=kwargs or {},
-                               strict=strict)
+def export(
+    model: torch.nn.Module, example_inputs: tuple, kwargs: dict | None = None, strict: bool = False
+) -> ExportedProgram:
+    return torch.export.export(model, tuple(example_inputs), kwargs=kwargs or {}, strict=strict)
 
 
 def decompose(ep: ExportedProgram) -> ExportedProgram:
@@ -73,8 +73,9 @@ def to_graph(ep: ExportedProgram) -> Graph:
     gm = ep.graph_module
     state = {**ep.state_dict, **ep.constants}
     constants, parameters, user_inputs = {}, set(), []
-    for spec, node in zip(sig.input_specs, [n for n in gm.graph.nodes if n.op == "placeholder"],
-                          strict=True):
+    for spec, node in zip(
+        sig.input_specs, [n for n in gm.graph.nodes if n.op == "placeholder"], strict=True
+    ):
         if spec.kind == InputKind.USER_INPUT:
             user_inputs.append(node.name)
         else:
@@ -95,7 +96,8 @@ def fold_constants(g: Graph, max_numel: int = 1 << 22) -> int:
     Returns the number of constants made."""
     graph = g.graph
     values: dict[fx.Node, object] = {
-        n: g.constants[n.name] for n in graph.nodes
+        n: g.constants[n.name]
+        for n in graph.nodes
         if n.op == "placeholder" and n.name in g.constants and n.name not in g.parameters
     }
     for node in graph.nodes:
@@ -129,8 +131,9 @@ def drop_asserts(g: Graph) -> None:
             g.graph.erase_node(node)
 
 
-def run_frontend(model: torch.nn.Module, example_inputs: tuple, kwargs: dict | None = None,
-                 strict: bool = False) -> Graph:
+def run_frontend(
+    model: torch.nn.Module, example_inputs: tuple, kwargs: dict | None = None, strict: bool = False
+) -> Graph:
     model = model.eval()
     ep = decompose(export(model, example_inputs, kwargs, strict))
     g = to_graph(ep)

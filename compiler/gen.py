@@ -80,21 +80,33 @@ def render_sv_package(hw: HwConfig = DEFAULT_HW) -> str:
 
 
 def render_tables() -> str:
-    out = [BEGIN, "", f"Instruction width: {isa.INSN_BITS} bits, little-endian; opcode in"
-           f" bits [{isa.OPCODE_BITS - 1}:0]; unused high bits are reserved and must be 0.", ""]
+    out = [
+        BEGIN,
+        "",
+        f"Instruction width: {isa.INSN_BITS} bits, little-endian; opcode in"
+        f" bits [{isa.OPCODE_BITS - 1}:0]; unused high bits are reserved and must be 0.",
+        "",
+    ]
     out += ["| opcode | value | unit | mnemonics | semantics |", "|---|---:|---|---|---|"]
     for fmt in isa.FORMATS.values():
         mns = ", ".join(f"`{m}`" for m in (fmt.mnemonics or [fmt.opcode.name.lower()]))
-        out.append(f"| {fmt.opcode.name} | {fmt.opcode.value} | {fmt.unit} | {mns} |"
-                   f" {fmt.doc} |")
+        out.append(f"| {fmt.opcode.name} | {fmt.opcode.value} | {fmt.unit} | {mns} | {fmt.doc} |")
     for fmt in isa.FORMATS.values():
         if not fmt.fields:
             continue
-        out += ["", f"### {fmt.opcode.name}", "", "| bits | field | type | meaning |",
-                "|---|---|---|---|"]
+        out += [
+            "",
+            f"### {fmt.opcode.name}",
+            "",
+            "| bits | field | type | meaning |",
+            "|---|---|---|---|",
+        ]
         for f, lsb in fmt.layout():
-            typ = f.kind if f.enum is None else \
-                "enum " + "/".join(f"{e.name.lower()}={e.value}" for e in f.enum)
+            typ = (
+                f.kind
+                if f.enum is None
+                else "enum " + "/".join(f"{e.name.lower()}={e.value}" for e in f.enum)
+            )
             out.append(f"| [{lsb + f.bits - 1}:{lsb}] | `{f.name}` | {typ} | {f.doc} |")
     out += ["", END]
     return "\n".join(out)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import torch
 
 
-class VDType(str, Enum):
+class VDType(StrEnum):
     """Element type of a value in DRAM."""
 
     F32 = "float32"
@@ -31,13 +31,20 @@ class VDType(str, Enum):
 
     @property
     def torch(self) -> torch.dtype:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "int32": torch.int64,
-                "bool": torch.bool}[self.value]
+        return {
+            "float32": torch.float32,
+            "bfloat16": torch.bfloat16,
+            "int32": torch.int64,
+            "bool": torch.bool,
+        }[self.value]
 
     @property
     def numpy(self) -> np.dtype:
-        return np.dtype({"float32": np.float32, "bfloat16": np.uint16, "int32": np.int32,
-                         "bool": np.uint8}[self.value])
+        return np.dtype(
+            {"float32": np.float32, "bfloat16": np.uint16, "int32": np.int32, "bool": np.uint8}[
+                self.value
+            ]
+        )
 
     @staticmethod
     def of(dtype: torch.dtype) -> VDType:
@@ -51,7 +58,7 @@ class VDType(str, Enum):
         return VDType.I32
 
 
-class BufferKind(str, Enum):
+class BufferKind(StrEnum):
     ACTIVATION = "activation"  # planned: placed by lifetime, reused
     CONSTANT = "constant"  # weights and folded constants, part of the blob
     INPUT = "input"
@@ -96,14 +103,21 @@ class TensorRef:
 
     def is_contiguous(self) -> bool:
         return all(
-            st == cs for d, st, cs in zip(self.shape, self.strides,
-                                          contiguous_strides(self.shape), strict=True)
+            st == cs
+            for d, st, cs in zip(
+                self.shape, self.strides, contiguous_strides(self.shape), strict=True
+            )
             if d != 1
         )
 
     def to_json(self) -> dict:
-        return {"buffer": self.buffer.name, "dtype": self.dtype.value, "shape": list(self.shape),
-                "strides": list(self.strides), "offset": self.offset}
+        return {
+            "buffer": self.buffer.name,
+            "dtype": self.dtype.value,
+            "shape": list(self.shape),
+            "strides": list(self.strides),
+            "offset": self.offset,
+        }
 
 
 @dataclass(frozen=True)

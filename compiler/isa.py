@@ -196,8 +196,7 @@ FORMATS: dict[Opcode, InsnFormat] = {
                 Field("trans_b", 1, "bool", doc="B is stored transposed"),
                 Field("use_bias", 1, "bool", doc="start from bias[n]"),
             ),
-            "C[m, n] = init + sum_k A[m, k] * B[k, n], bf16 x bf16 -> fp32,"
-            " accumulated in k order",
+            "C[m, n] = init + sum_k A[m, k] * B[k, n], bf16 x bf16 -> fp32, accumulated in k order",
             "mxu",
         ),
         InsnFormat(
@@ -404,6 +403,4 @@ def encode_program(insns: list[Insn]) -> bytes:
 def decode_program(code: bytes) -> list[Insn]:
     if len(code) % INSN_BYTES:
         raise IllegalInstruction(f"code size {len(code)} is not a multiple of {INSN_BYTES}")
-    return [
-        decode(code[i : i + INSN_BYTES], pc=i) for i in range(0, len(code), INSN_BYTES)
-    ]
+    return [decode(code[i : i + INSN_BYTES], pc=i) for i in range(0, len(code), INSN_BYTES)]

@@ -90,8 +90,9 @@ def find_layers(g: Graph, mode: str = "all") -> list[LayerInfo]:
             for d in n.all_input_nodes:
                 if d not in inside and d.name not in g.constants and d.name not in inputs:
                     inputs.append(d.name)
-        info = LayerInfo(0, path, types[path], kind_of(types[path]), out.name, inputs,
-                         [n.name for n in nodes])
+        info = LayerInfo(
+            0, path, types[path], kind_of(types[path]), out.name, inputs, [n.name for n in nodes]
+        )
         prev = by_output.get(out.name)
         if prev is None or len(path) < len(prev.path):
             if prev is not None:

@@ -120,8 +120,9 @@ def lower_graph(g: Graph, hw: HwConfig, checkpoints: str = "all") -> Lowered:
                 val = node.meta.get("val")
                 if isinstance(val, torch.Tensor):
                     ctx.node_name = node.name
-                    ref = ctx.new_tensor(tuple(val.shape), VDType.of(val.dtype), BufferKind.INPUT,
-                                         name=node.name)
+                    ref = ctx.new_tensor(
+                        tuple(val.shape), VDType.of(val.dtype), BufferKind.INPUT, name=node.name
+                    )
                     values[node.name] = ref
                     inputs.append((node.name, ref))
                 else:
@@ -167,8 +168,9 @@ def lower_graph(g: Graph, hw: HwConfig, checkpoints: str = "all") -> Lowered:
     for out in g.outputs:
         ref = values.get(out.name) if out is not None else None
         outputs.append(ref if isinstance(ref, TensorRef) else None)
-    return Lowered(stream, buffers, values, inputs, outputs,
-                   [la for la in layers if not la.skipped], records)
+    return Lowered(
+        stream, buffers, values, inputs, outputs, [la for la in layers if not la.skipped], records
+    )
 
 
 def _lower_host(ctx: LowerCtx, node: fx.Node, name: str, args, kwargs) -> object:
@@ -180,14 +182,14 @@ def _lower_host(ctx: LowerCtx, node: fx.Node, name: str, args, kwargs) -> object
     if not all(isinstance(m, torch.Tensor) for m in metas):
         raise NotImplementedError(
             f"{name} at {node.name} has no device lowering and returns a non-tensor;"
-            " it cannot run on the host either")
+            " it cannot run on the host either"
+        )
     outs = [ctx.new_tensor(tuple(m.shape), VDType.of(m.dtype)) for m in metas]
     module = ""
     stack = node.meta.get("nn_module_stack") or {}
     if stack:
         module = list(stack.values())[-1][0]
-    ctx.stream.append(HostOp(name, host_args, host_kwargs, tensor_inputs, outs, node.name,
-                             module))
+    ctx.stream.append(HostOp(name, host_args, host_kwargs, tensor_inputs, outs, node.name, module))
     return outs if isinstance(meta, (list, tuple)) else outs[0]
 
 

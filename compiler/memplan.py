@@ -71,8 +71,9 @@ def peak_live(items: list[tuple[int, int, int]]) -> int:
     return peak
 
 
-def plan_memory(stream: list[StreamItem], buffers: list[Buffer], code_bytes: int,
-                hw: HwConfig) -> MemoryPlan:
+def plan_memory(
+    stream: list[StreamItem], buffers: list[Buffer], code_bytes: int, hw: HwConfig
+) -> MemoryPlan:
     spans = lifetimes(stream)
     used = [b for b in buffers if b in spans or b.kind in (BufferKind.INPUT, BufferKind.OUTPUT)]
     cursor = align(code_bytes)
@@ -92,8 +93,16 @@ def plan_memory(stream: list[StreamItem], buffers: list[Buffer], code_bytes: int
     act_end = max([b.addr + b.nbytes for b in act], default=act_start)
     total = align(act_end)
     if total > hw.dram_bytes:
-        raise MemoryError(f"program needs {total / 2**20:.1f} MiB of DRAM; the"
-                          f" {hw.name} core has {hw.dram_mib} MiB")
-    return MemoryPlan(code_bytes, (const_start, io_start), (const_start_io, act_start),
-                      (act_start, act_end), peak_live(items),
-                      sum(align(s) for s, _, _ in items), total)
+        raise MemoryError(
+            f"program needs {total / 2**20:.1f} MiB of DRAM; the"
+            f" {hw.name} core has {hw.dram_mib} MiB"
+        )
+    return MemoryPlan(
+        code_bytes,
+        (const_start, io_start),
+        (const_start_io, act_start),
+        (act_start, act_end),
+        peak_live(items),
+        sum(align(s) for s, _, _ in items),
+        total,
+    )

@@ -18,9 +18,15 @@ from compiler.report import compile_report
 from compiler.verify import verify_graph, verify_placement, verify_stream
 
 
-def compile(model: torch.nn.Module, example_inputs: tuple, *, kwargs: dict | None = None,
-            hw: HwConfig | str | None = None, strict: bool = False,
-            checkpoints: str = "all") -> Program:
+def compile(
+    model: torch.nn.Module,
+    example_inputs: tuple,
+    *,
+    kwargs: dict | None = None,
+    hw: HwConfig | str | None = None,
+    strict: bool = False,
+    checkpoints: str = "all",
+) -> Program:
     hw = load_hw(hw)
     t0 = time.perf_counter()
 
@@ -40,13 +46,15 @@ def compile(model: torch.nn.Module, example_inputs: tuple, *, kwargs: dict | Non
 
     code, debug_nodes = encode_stream(lowered.stream)
     assert len(code) == n_insns * isa.INSN_BYTES
-    constants = sorted((b for b in lowered.buffers
-                        if b.kind == BufferKind.CONSTANT and b.addr is not None),
-                       key=lambda b: b.addr)
+    constants = sorted(
+        (b for b in lowered.buffers if b.kind == BufferKind.CONSTANT and b.addr is not None),
+        key=lambda b: b.addr,
+    )
     const_table, chunks, offset = [], [], 0
     for b in constants:
-        const_table.append({"name": b.name, "addr": b.addr, "offset": offset,
-                            "length": len(b.data)})
+        const_table.append(
+            {"name": b.name, "addr": b.addr, "offset": offset, "length": len(b.data)}
+        )
         chunks.append(b.data)
         offset += len(b.data)
 
@@ -57,30 +65,50 @@ def compile(model: torch.nn.Module, example_inputs: tuple, *, kwargs: dict | Non
 
     layers = []
     for la in lowered.layers:
-        layers.append({
-            "id": la.id, "path": la.path, "type": la.type, "kind": la.kind,
-            "aliases": la.aliases, "node": la.output_node,
-            "output": binding(la.output_node, la.output_ref),
-            "inputs": [binding(n, r) for n, r in zip(la.input_nodes, la.input_refs,
-                                                     strict=True)],
-            "nodes": la.node_names,
-        })
+        layers.append(
+            {
+                "id": la.id,
+                "path": la.path,
+                "type": la.type,
+                "kind": la.kind,
+                "aliases": la.aliases,
+                "node": la.output_node,
+                "output": binding(la.output_node, la.output_ref),
+                "inputs": [
+                    binding(n, r) for n, r in zip(la.input_nodes, la.input_refs, strict=True)
+                ],
+                "nodes": la.node_names,
+            }
+        )
     meta = {
         "isa_version": isa.ISA_VERSION,
         "memory": plan.to_json(),
         "segments": [s.to_json() for s in segments],
-        "host_ops": [{"target": h.target, "args": h.args, "kwargs": h.kwargs,
-                      "inputs": [binding(f"in{i}", t) for i, t in enumerate(h.inputs)],
-                      "outputs": [binding(f"out{i}", t) for i, t in enumerate(h.outputs)],
-                      "node": h.node, "module": h.module} for h in host_ops],
+        "host_ops": [
+            {
+                "target": h.target,
+                "args": h.args,
+                "kwargs": h.kwargs,
+                "inputs": [binding(f"in{i}", t) for i, t in enumerate(h.inputs)],
+                "outputs": [binding(f"out{i}", t) for i, t in enumerate(h.outputs)],
+                "node": h.node,
+                "module": h.module,
+            }
+            for h in host_ops
+        ],
         "constants": const_table,
         "inputs": [binding(n, r) for n, r in lowered.inputs],
-        "outputs": [binding(f"output{i}", r) if r is not None else None
-                    for i, r in enumerate(lowered.outputs)],
+        "outputs": [
+            binding(f"output{i}", r) if r is not None else None
+            for i, r in enumerate(lowered.outputs)
+        ],
         "layers": layers,
     }
     program = Program(hw, code, b"".join(chunks), meta, graph, debug_nodes)
-    meta["report"] = compile_report(program, lowered, graph.stats,
-                                    {"frontend_s": t_frontend,
-                                     "total_s": time.perf_counter() - t0})
+    meta["report"] = compile_report(
+        program,
+        lowered,
+        graph.stats,
+        {"frontend_s": t_frontend, "total_s": time.perf_counter() - t0},
+    )
     return program

@@ -50,8 +50,10 @@ class Program:
         return self.meta["segments"]
 
     def describe_segments(self) -> str:
-        lines = [f"# program: {len(self.code) // isa.INSN_BYTES} instructions, "
-                 f"{len(self.segments)} segments, hw {self.hw.name}"]
+        lines = [
+            f"# program: {len(self.code) // isa.INSN_BYTES} instructions, "
+            f"{len(self.segments)} segments, hw {self.hw.name}"
+        ]
         for i, s in enumerate(self.segments):
             if s["kind"] == "device":
                 lines.append(f"# segment {i}: device pc={s['pc']:#x} insns={s['insns']}")
@@ -79,9 +81,14 @@ class Program:
             blobs.append(data)
             offset += len(data)
         payload = b"".join(table + blobs)
-        header = _HEADER.pack(MAGIC, FORMAT_VERSION, isa.ISA_VERSION,
-                              bytes.fromhex(self.hw.hash()), len(payload),
-                              hashlib.sha256(payload).digest())
+        header = _HEADER.pack(
+            MAGIC,
+            FORMAT_VERSION,
+            isa.ISA_VERSION,
+            bytes.fromhex(self.hw.hash()),
+            len(payload),
+            hashlib.sha256(payload).digest(),
+        )
         return header + payload
 
     def save(self, path: str | Path) -> None:
@@ -93,29 +100,36 @@ class Program:
             raise BlobError("not a Loom program blob (bad magic)")
         magic, fmt, isa_v, hw_hash, length, digest = _HEADER.unpack_from(blob)
         if fmt != FORMAT_VERSION:
-            raise BlobError(f"blob format version {fmt}; this Loom reads version"
-                            f" {FORMAT_VERSION}: recompile the model")
+            raise BlobError(
+                f"blob format version {fmt}; this Loom reads version"
+                f" {FORMAT_VERSION}: recompile the model"
+            )
         if isa_v != isa.ISA_VERSION:
-            raise BlobError(f"blob targets ISA v{isa_v}; this Loom implements ISA"
-                            f" v{isa.ISA_VERSION}: recompile the model")
-        payload = blob[_HEADER.size:]
+            raise BlobError(
+                f"blob targets ISA v{isa_v}; this Loom implements ISA"
+                f" v{isa.ISA_VERSION}: recompile the model"
+            )
+        payload = blob[_HEADER.size :]
         if len(payload) != length:
-            raise BlobError(f"blob truncated: payload is {len(payload)} bytes, header says"
-                            f" {length}")
+            raise BlobError(
+                f"blob truncated: payload is {len(payload)} bytes, header says {length}"
+            )
         if hashlib.sha256(payload).digest() != digest:
             raise BlobError("blob checksum mismatch: the file is corrupt")
         (count,) = struct.unpack_from("<I", payload)
         sections = {}
         for i in range(count):
             name, off, n = struct.unpack_from("<16sQQ", payload, 4 + 32 * i)
-            sections[name.rstrip(b"\0").decode()] = payload[off:off + n]
+            sections[name.rstrip(b"\0").decode()] = payload[off : off + n]
         meta = json.loads(sections["meta"])
         blob_hw = HwConfig.from_dict(meta.pop("hw"))
         if blob_hw.hash() != hw_hash.hex():
             raise BlobError("blob hardware-config hash does not match its own config: corrupt")
         if hw is not None and hw.hash() != blob_hw.hash():
-            raise BlobError(f"blob was compiled for hardware config {blob_hw.name!r}"
-                            f" ({hw_hash.hex()[:12]}), not {hw.name!r} ({hw.hash()[:12]})")
+            raise BlobError(
+                f"blob was compiled for hardware config {blob_hw.name!r}"
+                f" ({hw_hash.hex()[:12]}), not {hw.name!r} ({hw.hash()[:12]})"
+            )
         return cls(blob_hw, sections["code"], sections["const"], meta)
 
 

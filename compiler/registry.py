@@ -146,8 +146,9 @@ class RowTile:
     cols: int
 
 
-def row_tiles(out_shape: tuple[int, ...], operands: list[Operand], max_rows: int,
-              max_cols: int) -> Iterator[RowTile]:
+def row_tiles(
+    out_shape: tuple[int, ...], operands: list[Operand], max_rows: int, max_cols: int
+) -> Iterator[RowTile]:
     """Tiles of the output seen as [R, C] such that every operand's rows in a tile are
     at one row stride (a tile never crosses an operand's inner group)."""
     cols = out_shape[-1] if out_shape else 1
@@ -190,15 +191,23 @@ class LowerCtx:
     def emit(self, mnemonic: str, **args) -> None:
         self.stream.append(PendingInsn(mnemonic, args, self.node_name))
 
-    def new_tensor(self, shape: tuple[int, ...], dtype: VDType = VDType.F32,
-                   kind: BufferKind = BufferKind.ACTIVATION, name: str = "") -> TensorRef:
+    def new_tensor(
+        self,
+        shape: tuple[int, ...],
+        dtype: VDType = VDType.F32,
+        kind: BufferKind = BufferKind.ACTIVATION,
+        name: str = "",
+    ) -> TensorRef:
         numel = math.prod(shape)
-        buf = Buffer(name or f"{self.node_name}#{len(self.buffers)}",
-                     max(numel * dtype.itemsize, 4), kind)
+        buf = Buffer(
+            name or f"{self.node_name}#{len(self.buffers)}", max(numel * dtype.itemsize, 4), kind
+        )
         self.buffers.append(buf)
         return TensorRef(buf, dtype, tuple(shape), contiguous_strides(tuple(shape)))
 
-    def new_constant(self, value: torch.Tensor, name: str, dtype: VDType | None = None) -> TensorRef:
+    def new_constant(
+        self, value: torch.Tensor, name: str, dtype: VDType | None = None
+    ) -> TensorRef:
         from compiler.frontend import tensor_bytes
 
         dtype = dtype or VDType.of(value.dtype)
@@ -217,33 +226,63 @@ class LowerCtx:
             return DType.BF16
         raise Unsupported(f"{ref.dtype.value} tensors cannot be loaded into SRAM")
 
-    def load_2d(self, ref: TensorRef, elem_offset: int, rows: int, cols: int, rs: int,
-                cs: int, space: Mem, sram: int, sram_stride: int) -> None:
+    def load_2d(
+        self,
+        ref: TensorRef,
+        elem_offset: int,
+        rows: int,
+        cols: int,
+        rs: int,
+        cs: int,
+        space: Mem,
+        sram: int,
+        sram_stride: int,
+    ) -> None:
         """DMA a [rows, cols] DRAM region (element strides rs, cs) into SRAM."""
-        self.emit("dma_ld", space=space, dtype=self.dram_dtype(ref), sram=sram,
-                  sram_stride=sram_stride, dram=DramRef(ref.buffer, ref.byte_offset(elem_offset)),
-                  dram_rs=rs, dram_cs=cs, rows=rows, cols=cols)
+        self.emit(
+            "dma_ld",
+            space=space,
+            dtype=self.dram_dtype(ref),
+            sram=sram,
+            sram_stride=sram_stride,
+            dram=DramRef(ref.buffer, ref.byte_offset(elem_offset)),
+            dram_rs=rs,
+            dram_cs=cs,
+            rows=rows,
+            cols=cols,
+        )
 
-    def load(self, op: Operand, out_shape, tile: RowTile, space: Mem, sram: int,
-             sram_stride: int) -> None:
+    def load(
+        self, op: Operand, out_shape, tile: RowTile, space: Mem, sram: int, sram_stride: int
+    ) -> None:
         """DMA one row tile of a (broadcast) operand into SRAM."""
         _, row_stride = op.inner_group(out_shape)
         col_stride = op.strides[-1] if op.strides else 0
         off = op.row_offset(out_shape, tile.row0) + tile.col0 * col_stride
-        self.load_2d(op.ref, off, tile.rows, tile.cols, row_stride, col_stride, space, sram,
-                     sram_stride)
+        self.load_2d(
+            op.ref, off, tile.rows, tile.cols, row_stride, col_stride, space, sram, sram_stride
+        )
 
-    def store(self, ref: TensorRef, tile: RowTile, sram: int, sram_stride: int,
-              space: Mem = Mem.ACC) -> None:
+    def store(
+        self, ref: TensorRef, tile: RowTile, sram: int, sram_stride: int, space: Mem = Mem.ACC
+    ) -> None:
         """DMA one tile from SRAM into a contiguous [R, C] output tensor."""
         op = Operand(ref, ref.strides)
         _, row_stride = op.inner_group(ref.shape)
         col_stride = ref.strides[-1] if ref.strides else 1
         off = op.row_offset(ref.shape, tile.row0) + tile.col0 * col_stride
-        self.emit("dma_st", space=space, dtype=self.dram_dtype(ref), sram=sram,
-                  sram_stride=sram_stride, dram=DramRef(ref.buffer, ref.byte_offset(off)),
-                  dram_rs=row_stride if tile.rows > 1 else 0, dram_cs=col_stride,
-                  rows=tile.rows, cols=tile.cols)
+        self.emit(
+            "dma_st",
+            space=space,
+            dtype=self.dram_dtype(ref),
+            sram=sram,
+            sram_stride=sram_stride,
+            dram=DramRef(ref.buffer, ref.byte_offset(off)),
+            dram_rs=row_stride if tile.rows > 1 else 0,
+            dram_cs=col_stride,
+            rows=tile.rows,
+            cols=tile.cols,
+        )
 
 
 def tensor_meta(node: fx.Node):

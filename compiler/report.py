@@ -37,14 +37,18 @@ def format_report(report: dict) -> str:
     lines = ["| ATen op | count | device | view | cpu |", "|---|---:|---:|---:|---:|"]
     for op, row in report["ops"].items():
         why = f" ({'; '.join(row['reasons'])})" if row.get("cpu") and row["reasons"] else ""
-        lines.append(f"| {op}{why} | {row['count']} | {row.get('device', 0)} |"
-                     f" {row.get('view', 0)} | {row.get('cpu', 0)} |")
+        lines.append(
+            f"| {op}{why} | {row['count']} | {row.get('device', 0)} |"
+            f" {row.get('view', 0)} | {row.get('cpu', 0)} |"
+        )
     d = report["dram"]
     lines.append("")
     lines.append(f"instructions: {report['instructions']}  per unit: {report['per_unit']}")
-    lines.append(f"DRAM: {d['total_bytes'] / 2**20:.1f} MiB total, constants"
-                 f" {d['constant_bytes'] / 2**20:.1f} MiB, activations"
-                 f" {d['activation_bytes'] / 2**10:.1f} KiB (peak live"
-                 f" {d['activation_peak_live'] / 2**10:.1f} KiB, no reuse"
-                 f" {d['activation_no_reuse'] / 2**10:.1f} KiB)")
+    lines.append(
+        f"DRAM: {d['total_bytes'] / 2**20:.1f} MiB total, constants"
+        f" {d['constant_bytes'] / 2**20:.1f} MiB, activations"
+        f" {d['activation_bytes'] / 2**10:.1f} KiB (peak live"
+        f" {d['activation_peak_live'] / 2**10:.1f} KiB, no reuse"
+        f" {d['activation_no_reuse'] / 2**10:.1f} KiB)"
+    )
     return "\n".join(lines)

@@ -18,8 +18,11 @@ def verify_graph(g: Graph) -> None:
         if node.name in names:
             raise VerifyError(f"duplicate node name {node.name}")
         names.add(node.name)
-        if node.op == "placeholder" and node.name not in g.constants \
-                and node.name not in g.user_inputs:
+        if (
+            node.op == "placeholder"
+            and node.name not in g.constants
+            and node.name not in g.user_inputs
+        ):
             raise VerifyError(f"placeholder {node.name} is neither a constant nor an input")
     g.graph.lint()
 
@@ -33,8 +36,11 @@ def verify_stream(stream: list[StreamItem], buffers: list[Buffer]) -> None:
             if b not in known:
                 raise VerifyError(f"item {i} ({item.node}) uses unregistered {b}")
         if isinstance(item, PendingInsn):
-            reads = [v.buffer for k, v in item.args.items() if k in ("dram", "table", "idx")
-                     and item.mnemonic != "dma_st"]
+            reads = [
+                v.buffer
+                for k, v in item.args.items()
+                if k in ("dram", "table", "idx") and item.mnemonic != "dma_st"
+            ]
             writes = [item.args["dram"].buffer] if item.mnemonic == "dma_st" else []
         elif isinstance(item, HostOp):
             reads = [t.buffer for t in item.inputs]
@@ -57,12 +63,16 @@ def verify_placement(stream: list[StreamItem], buffers: list[Buffer], hw: HwConf
     always = (BufferKind.CONSTANT, BufferKind.INPUT, BufferKind.OUTPUT, BufferKind.STATE)
     big = len(stream) + 1
     ivs = sorted(
-        (b.addr, b.addr + b.nbytes, *(spans.get(b, (0, big)) if b.kind not in always
-                                       else (0, big)), b.name)
+        (
+            b.addr,
+            b.addr + b.nbytes,
+            *(spans.get(b, (0, big)) if b.kind not in always else (0, big)),
+            b.name,
+        )
         for b in placed
     )
-    for i, (a0, a1, f0, l0, n0) in enumerate(ivs):
-        for b0, b1, f1, l1, n1 in ivs[i + 1:]:
+    for i, (_a0, a1, f0, l0, n0) in enumerate(ivs):
+        for b0, _b1, f1, l1, n1 in ivs[i + 1 :]:
             if b0 >= a1:
                 break
             if f0 <= l1 and f1 <= l0:

@@ -62,8 +62,12 @@ def check_layers(program, result, golden: dict) -> list[dict]:
     rows = []
     for layer in program.layers:
         got = result.checkpoints.get(layer["id"])
-        row = {"id": layer["id"], "path": layer["path"], "kind": layer["kind"],
-               "shape": layer["output"]["shape"]}
+        row = {
+            "id": layer["id"],
+            "path": layer["path"],
+            "kind": layer["kind"],
+            "shape": layer["output"]["shape"],
+        }
         if got is None:
             row.update(status="fail", reason="checkpoint never reached")
             rows.append(row)
@@ -79,5 +83,13 @@ def check_layers(program, result, golden: dict) -> list[dict]:
     return rows
 
 
-__all__ = ["capture", "check_layers", "compare", "execute_nodes", "follow_actual",
-           "TOLERANCES", "END_TO_END", "tolerance_for"]
+__all__ = [
+    "capture",
+    "check_layers",
+    "compare",
+    "execute_nodes",
+    "follow_actual",
+    "TOLERANCES",
+    "END_TO_END",
+    "tolerance_for",
+]

@@ -61,8 +61,10 @@ def bind_inputs(program, dram, inputs) -> None:
     tensor_bindings = [b for b in program.meta["inputs"] if "addr" in b]
     tensors = [x for x in inputs if isinstance(x, torch.Tensor)]
     if len(tensors) != len(tensor_bindings):
-        raise ValueError(f"program takes {len(tensor_bindings)} tensor input(s)"
-                         f" ({[b['name'] for b in tensor_bindings]}), got {len(tensors)}")
+        raise ValueError(
+            f"program takes {len(tensor_bindings)} tensor input(s)"
+            f" ({[b['name'] for b in tensor_bindings]}), got {len(tensors)}"
+        )
     for b, x in zip(tensor_bindings, tensors, strict=True):
         dram_io.write(dram, b, x, f"input {b['name']}")
 
@@ -95,8 +97,15 @@ def execute(program, inputs, backend) -> RunResult:
     return RunResult(outputs, checkpoints, {**backend.stats, **times})
 
 
-def run(program, inputs, backend: str = "ref", check: bool = True, golden=None,
-        trace: bool = False, **options) -> RunResult:
+def run(
+    program,
+    inputs,
+    backend: str = "ref",
+    check: bool = True,
+    golden=None,
+    trace: bool = False,
+    **options,
+) -> RunResult:
     """Run a program; with check=True compare every checkpoint with PyTorch
     (end to end and follow-actual) using golden (captured now if not given)."""
     be = make_backend(backend, program.hw, trace=trace, **options)
@@ -110,8 +119,10 @@ def run(program, inputs, backend: str = "ref", check: bool = True, golden=None,
         from golden import capture, check_layers
 
         if program.graph is None:
-            raise ValueError("check=True needs the compiled graph: this program was loaded"
-                             " from a blob; compile the model in this process")
+            raise ValueError(
+                "check=True needs the compiled graph: this program was loaded"
+                " from a blob; compile the model in this process"
+            )
         golden = golden if golden is not None else capture(program.graph, inputs)
         result.layers = check_layers(program, result, golden)
         result.passed = all(row["status"] == "pass" for row in result.layers)

@@ -23,26 +23,46 @@ def _fmt_row(row: dict) -> str:
     shape = "x".join(map(str, row["shape"]))
     if "max_abs" not in e:
         return f"{row['id']:>4}  {row['path']:<40} {shape:<14} {row['status'].upper()}"
-    return (f"{row['id']:>4}  {row['path']:<40} {shape:<14} {e['max_abs']:>10.3e}"
-            f" {e['cosine']:>10.7f} {f['max_abs']:>10.3e} {f['cosine']:>10.7f}  "
-            f"{row['status'].upper()}")
+    return (
+        f"{row['id']:>4}  {row['path']:<40} {shape:<14} {e['max_abs']:>10.3e}"
+        f" {e['cosine']:>10.7f} {f['max_abs']:>10.3e} {f['cosine']:>10.7f}  "
+        f"{row['status'].upper()}"
+    )
 
 
 def write_reports(out_dir: Path, summary: dict, rows: list[dict], report: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(json.dumps(
-        {"summary": summary, "layers": rows, "compile": report}, indent=1, default=str))
-    md = [f"# Loom run: {summary['model']} on backend `{summary['backend']}`", "",
-          "| id | layer | kind | shape | e2e max abs | e2e cosine | follow max abs |"
-          " follow cosine | status |", "|---:|---|---|---|---:|---:|---:|---:|---|"]
+    (out_dir / "report.json").write_text(
+        json.dumps({"summary": summary, "layers": rows, "compile": report}, indent=1, default=str)
+    )
+    md = [
+        f"# Loom run: {summary['model']} on backend `{summary['backend']}`",
+        "",
+        "| id | layer | kind | shape | e2e max abs | e2e cosine | follow max abs |"
+        " follow cosine | status |",
+        "|---:|---|---|---|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         e, f = r.get("e2e", {}), r.get("follow", {})
-        md.append(f"| {r['id']} | {r['path']} | {r['kind']} | {r['shape']} |"
-                  f" {e.get('max_abs', float('nan')):.3e} | {e.get('cosine', float('nan')):.7f} |"
-                  f" {f.get('max_abs', float('nan')):.3e} |"
-                  f" {f.get('cosine', float('nan')):.7f} | {r['status']} |")
-    md += ["", "## Summary", "", "```", json.dumps(summary, indent=1), "```", "",
-           "## Compile report", "", format_report(report), ""]
+        md.append(
+            f"| {r['id']} | {r['path']} | {r['kind']} | {r['shape']} |"
+            f" {e.get('max_abs', float('nan')):.3e} | {e.get('cosine', float('nan')):.7f} |"
+            f" {f.get('max_abs', float('nan')):.3e} |"
+            f" {f.get('cosine', float('nan')):.7f} | {r['status']} |"
+        )
+    md += [
+        "",
+        "## Summary",
+        "",
+        "```",
+        json.dumps(summary, indent=1),
+        "```",
+        "",
+        "## Compile report",
+        "",
+        format_report(report),
+        "",
+    ]
     (out_dir / "report.md").write_text("\n".join(md))
 
 
@@ -60,21 +80,30 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    spec = build(args.model, layers=args.layers, tokens=args.tokens, seed=args.seed,
-                 weights=args.weights or None)
+    spec = build(
+        args.model,
+        layers=args.layers,
+        tokens=args.tokens,
+        seed=args.seed,
+        weights=args.weights or None,
+    )
     t0 = time.perf_counter()
     program = compiler.compile(spec.model, spec.inputs, kwargs=spec.kwargs, hw=args.hw)
     t_compile = time.perf_counter() - t0
     rep = program.meta["report"]
-    print(f"compiled {args.model} in {t_compile:.2f} s: {rep['instructions']} instructions,"
-          f" {len(program.layers)} checkpoints, DRAM {rep['dram']['total_bytes'] / 2**20:.1f}"
-          f" MiB, CPU-fallback ops: {rep['cpu_fallback'] or 'none'}")
+    print(
+        f"compiled {args.model} in {t_compile:.2f} s: {rep['instructions']} instructions,"
+        f" {len(program.layers)} checkpoints, DRAM {rep['dram']['total_bytes'] / 2**20:.1f}"
+        f" MiB, CPU-fallback ops: {rep['cpu_fallback'] or 'none'}"
+    )
     t1 = time.perf_counter()
     golden = capture(program.graph, spec.inputs)
     t_golden = time.perf_counter() - t1
     result = sim.run(program, spec.inputs, backend=args.backend, check=True, golden=golden)
-    print(f"\n{'id':>4}  {'layer':<40} {'shape':<14} {'e2e maxabs':>10} {'e2e cos':>10}"
-          f" {'fa maxabs':>10} {'fa cos':>10}  status")
+    print(
+        f"\n{'id':>4}  {'layer':<40} {'shape':<14} {'e2e maxabs':>10} {'e2e cos':>10}"
+        f" {'fa maxabs':>10} {'fa cos':>10}  status"
+    )
     for row in result.layers:
         print(_fmt_row(row))
     with torch.no_grad():
@@ -83,11 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     out_err = float((eager - result.outputs[0]).abs().max())
     failed = [r for r in result.layers if r["status"] != "pass"]
     summary = {
-        "model": args.model, "backend": args.backend, "hw": program.hw.name,
-        "layers_checked": len(result.layers), "layers_failed": len(failed),
-        "output_max_abs_vs_eager": out_err, "compile_s": round(t_compile, 3),
-        "golden_s": round(t_golden, 3), "run_s": round(result.stats["wall_s"], 3),
-        "instructions_retired": result.stats.get("retired"), "macs": result.stats.get("macs"),
+        "model": args.model,
+        "backend": args.backend,
+        "hw": program.hw.name,
+        "layers_checked": len(result.layers),
+        "layers_failed": len(failed),
+        "output_max_abs_vs_eager": out_err,
+        "compile_s": round(t_compile, 3),
+        "golden_s": round(t_golden, 3),
+        "run_s": round(result.stats["wall_s"], 3),
+        "instructions_retired": result.stats.get("retired"),
+        "macs": result.stats.get("macs"),
         "passed": not failed,
     }
     out_dir = Path(args.out or f"build/{args.model.replace(':', '_')}")
@@ -95,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.save:
         program.save(out_dir / "program.loom")
     status = "PASS" if not failed else f"FAIL ({len(failed)} layers)"
-    print(f"\n{status}: {len(result.layers)} checkpoints on backend {args.backend};"
-          f" compile {t_compile:.2f} s, run {result.stats['wall_s']:.2f} s,"
-          f" output max|err| vs eager {out_err:.3e}; report {out_dir}/report.md")
+    print(
+        f"\n{status}: {len(result.layers)} checkpoints on backend {args.backend};"
+        f" compile {t_compile:.2f} s, run {result.stats['wall_s']:.2f} s,"
+        f" output max|err| vs eager {out_err:.3e}; report {out_dir}/report.md"
+    )
     return 0 if not failed else 1
 
 

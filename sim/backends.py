@@ -21,8 +21,9 @@ class RefBackend:
         self.machine: RefMachine | None = None
         self.trace: list[Retired] | None = [] if trace else None
 
-    def run_segment(self, dram: np.ndarray, code: bytes, pc: int,
-                    on_checkpoint: Callable[[int], None]) -> None:
+    def run_segment(
+        self, dram: np.ndarray, code: bytes, pc: int, on_checkpoint: Callable[[int], None]
+    ) -> None:
         if self.machine is None or self.machine.dram is not dram:
             self.machine = RefMachine(self.hw, dram)
         self.machine.run(code, pc, on_checkpoint, self.trace)
@@ -32,8 +33,12 @@ class RefBackend:
         st = self.machine.stats if self.machine else None
         if st is None:
             return {}
-        return {"retired": st.retired, "per_unit": dict(st.per_unit), "macs": st.macs,
-                "dma_bytes": st.dma_bytes}
+        return {
+            "retired": st.retired,
+            "per_unit": dict(st.per_unit),
+            "macs": st.macs,
+            "dma_bytes": st.dma_bytes,
+        }
 
 
 BACKENDS = {"ref": RefBackend}

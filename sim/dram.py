@@ -20,7 +20,7 @@ def new_image(program) -> np.ndarray:
     dram[: len(program.code)] = np.frombuffer(program.code, dtype=np.uint8)
     data = np.frombuffer(program.const_data, dtype=np.uint8)
     for c in program.meta["constants"]:
-        dram[c["addr"]: c["addr"] + c["length"]] = data[c["offset"]: c["offset"] + c["length"]]
+        dram[c["addr"] : c["addr"] + c["length"]] = data[c["offset"] : c["offset"] + c["length"]]
     return dram
 
 

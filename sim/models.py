@@ -33,8 +33,9 @@ def register(name: str):
     return wrap
 
 
-def _gpt2(config_kwargs: dict, layers: int | None, tokens: int, seed: int,
-          weights: str | None) -> ModelSpec:
+def _gpt2(
+    config_kwargs: dict, layers: int | None, tokens: int, seed: int, weights: str | None
+) -> ModelSpec:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
@@ -65,8 +66,15 @@ def gpt2(layers=None, tokens=8, seed=0, weights=None) -> ModelSpec:
 @register("gpt2-tiny")
 def gpt2_tiny(layers=None, tokens=8, seed=0, weights=None) -> ModelSpec:
     """2 layers, 64 wide, 4 heads, 512-token vocabulary: the fast test model."""
-    cfg = dict(n_layer=2, n_embd=64, n_head=4, vocab_size=512, n_positions=128,
-               bos_token_id=0, eos_token_id=0)
+    cfg = dict(
+        n_layer=2,
+        n_embd=64,
+        n_head=4,
+        vocab_size=512,
+        n_positions=128,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     return _gpt2(cfg, layers, tokens, seed, weights)
 
 
@@ -74,7 +82,8 @@ class MLP(torch.nn.Module):
     def __init__(self, dims=(64, 256, 256, 32)):
         super().__init__()
         self.layers = torch.nn.ModuleList(
-            torch.nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=False))
+            torch.nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=False)
+        )
         self.act = torch.nn.GELU(approximate="tanh")
 
     def forward(self, x):
@@ -103,5 +112,6 @@ def build(name: str, **options) -> ModelSpec:
         made = getattr(importlib.import_module(module), fn)()
         model, inputs, *rest = made
         return ModelSpec(model.eval(), tuple(inputs), rest[0] if rest else {})
-    raise ValueError(f"unknown model {name!r}: use one of {sorted(MODELS)} or"
-                     " package.module:function")
+    raise ValueError(
+        f"unknown model {name!r}: use one of {sorted(MODELS)} or package.module:function"
+    )

@@ -41,8 +41,13 @@ from compiler.isa import (
 class ExecError(RuntimeError):
     """A program fault, named by the instruction that caused it."""
 
-    def __init__(self, message: str, index: int | None = None, pc: int | None = None,
-                 insn: Insn | None = None):
+    def __init__(
+        self,
+        message: str,
+        index: int | None = None,
+        pc: int | None = None,
+        insn: Insn | None = None,
+    ):
         self.reason = message
         self.index, self.pc, self.insn = index, pc, insn
         where = ""
@@ -100,33 +105,40 @@ class RefMachine:
         self.stats = RunStats()
 
     # ------------------------------------------------------------ addressing helpers
-    def _sram(self, space: int, addr: int, stride: int, rows: int, cols: int,
-              what: str) -> np.ndarray:
+    def _sram(
+        self, space: int, addr: int, stride: int, rows: int, cols: int, what: str
+    ) -> np.ndarray:
         mem = self.acc if space == Mem.ACC else self.spad
         name = Mem(space).name
         line = self.hw.line_elems
         if addr % line or stride % line:
-            raise ExecError(f"{what}: {name} address {addr} / stride {stride} not aligned"
-                            f" to the {line}-element line")
+            raise ExecError(
+                f"{what}: {name} address {addr} / stride {stride} not aligned"
+                f" to the {line}-element line"
+            )
         if rows > 1 and cols > stride:
             raise ExecError(f"{what}: {cols} columns overlap rows of stride {stride}")
         end = addr + (rows - 1) * stride + cols if rows and cols else addr
         if end > mem.size:
-            raise ExecError(f"{what}: {name} region [{addr}, {end}) overflows the"
-                            f" {mem.size}-element {name}")
+            raise ExecError(
+                f"{what}: {name} region [{addr}, {end}) overflows the {mem.size}-element {name}"
+            )
         return as_strided(mem[addr:], shape=(rows, cols), strides=(stride * 4, 4))
 
-    def _dram(self, dtype: int, addr: int, rs: int, cs: int, rows: int, cols: int,
-              what: str) -> np.ndarray:
+    def _dram(
+        self, dtype: int, addr: int, rs: int, cs: int, rows: int, cols: int, what: str
+    ) -> np.ndarray:
         size = 4 if dtype == DType.FP32 else 2
         if addr % size:
             raise ExecError(f"{what}: DRAM address {addr:#x} not aligned to {size} bytes")
         last = addr + ((rows - 1) * rs + (cols - 1) * cs) * size + size
         if rows and cols and last > self.dram.size:
-            raise ExecError(f"{what}: DRAM access [{addr:#x}, {last:#x}) out of range"
-                            f" (DRAM is {self.dram.size:#x} bytes)")
+            raise ExecError(
+                f"{what}: DRAM access [{addr:#x}, {last:#x}) out of range"
+                f" (DRAM is {self.dram.size:#x} bytes)"
+            )
         flat = self.dram.view(np.float32 if dtype == DType.FP32 else np.uint16)
-        return as_strided(flat[addr // size:], shape=(rows, cols), strides=(rs * size, cs * size))
+        return as_strided(flat[addr // size :], shape=(rows, cols), strides=(rs * size, cs * size))
 
     @staticmethod
     def _check_alias(dst: tuple, src: tuple, what: str) -> None:
@@ -139,18 +151,26 @@ class RefMachine:
             raise ExecError(f"{what}: destination partially overlaps a source")
 
     # ------------------------------------------------------------ execution
-    def run(self, code: bytes, start_pc: int = 0,
-            on_checkpoint: Callable[[int], None] | None = None,
-            trace: list[Retired] | None = None, max_insns: int = 50_000_000) -> int:
+    def run(
+        self,
+        code: bytes,
+        start_pc: int = 0,
+        on_checkpoint: Callable[[int], None] | None = None,
+        trace: list[Retired] | None = None,
+        max_insns: int = 50_000_000,
+    ) -> int:
         """Execute from start_pc until HALT; returns the pc after HALT."""
         pc = start_pc
         index = 0
         while True:
             if pc + INSN_BYTES > len(code) or pc < 0:
-                raise ExecError(f"pc {pc:#x} ran off the end of the code "
-                                f"({len(code)} bytes) without HALT", index, pc)
+                raise ExecError(
+                    f"pc {pc:#x} ran off the end of the code ({len(code)} bytes) without HALT",
+                    index,
+                    pc,
+                )
             try:
-                insn = decode(code[pc:pc + INSN_BYTES], pc=pc)
+                insn = decode(code[pc : pc + INSN_BYTES], pc=pc)
             except IllegalInstruction as e:
                 raise ExecError(f"illegal instruction: {e}", index, pc) from None
             try:
@@ -209,12 +229,13 @@ class RefMachine:
             raise ExecError(f"index address {i.idx:#x} not aligned to 4 bytes")
         if i.idx + 4 * i.rows > self.dram.size:
             raise ExecError(f"index array at {i.idx:#x} out of range")
-        idx = self.dram.view(np.int32)[i.idx // 4: i.idx // 4 + i.rows]
+        idx = self.dram.view(np.int32)[i.idx // 4 : i.idx // 4 + i.rows]
         bad = np.nonzero((idx < 0) | (idx >= i.table_rows))[0]
         if bad.size:
             r = int(bad[0])
-            raise ExecError(f"gather index {int(idx[r])} (row {r}) outside the"
-                            f" {i.table_rows}-row table")
+            raise ExecError(
+                f"gather index {int(idx[r])} (row {r}) outside the {i.table_rows}-row table"
+            )
         table = self._dram(i.dtype, i.table, i.table_rs, 1, i.table_rows, i.cols, "table")
         dst = self._sram(i.space, i.sram, i.sram_stride, i.rows, i.cols, "destination")
         rows = table[idx]
@@ -237,8 +258,9 @@ class RefMachine:
         c = self._sram(Mem.ACC, i.dst, i.dst_stride, i.m, i.n, "C")
         if i.use_bias:
             bias = self._sram(Mem.ACC, i.bias, 0, 1, i.n, "bias")
-            self._check_alias((Mem.ACC, i.dst, i.dst_stride, i.m, i.n),
-                              (Mem.ACC, i.bias, 0, 1, i.n), "C/bias")
+            self._check_alias(
+                (Mem.ACC, i.dst, i.dst_stride, i.m, i.n), (Mem.ACC, i.bias, 0, 1, i.n), "C/bias"
+            )
             acc = np.repeat(bias, i.m, axis=0).astype(np.float32)
         elif i.acc:
             acc = c.astype(np.float32, copy=True)
@@ -249,7 +271,7 @@ class RefMachine:
         prod = np.empty_like(acc)
         # Strictly sequential in k: acc <- fp32(acc + fp32(a[:, k] * b[k, :])).
         for k in range(i.k):
-            np.multiply(a[:, k:k + 1], b[k:k + 1, :], out=prod)
+            np.multiply(a[:, k : k + 1], b[k : k + 1, :], out=prod)
             np.add(acc, prod, out=acc)
         c[...] = nx.canon_nan(acc)
         self.stats.macs += i.m * i.n * i.k
@@ -257,8 +279,11 @@ class RefMachine:
     def _exec_move(self, i: Insn) -> None:
         src = self._sram(i.src_space, i.src, i.src_stride, i.rows, i.cols, "source")
         dst = self._sram(i.dst_space, i.dst, i.dst_stride, i.rows, i.cols, "destination")
-        self._check_alias((i.dst_space, i.dst, i.dst_stride, i.rows, i.cols),
-                          (i.src_space, i.src, i.src_stride, i.rows, i.cols), "move")
+        self._check_alias(
+            (i.dst_space, i.dst, i.dst_stride, i.rows, i.cols),
+            (i.src_space, i.src, i.src_stride, i.rows, i.cols),
+            "move",
+        )
         vals = nx.round_bf16(src) if i.dst_space == Mem.SPAD and i.src_space == Mem.ACC else src
         dst[...] = vals
 
@@ -284,8 +309,11 @@ class RefMachine:
 
     def _exec_vunary(self, i: Insn) -> None:
         a = self._sram(Mem.ACC, i.a, i.a_stride, i.rows, i.cols, "a")
-        self._check_alias((Mem.ACC, i.dst, i.dst_stride, i.rows, i.cols),
-                          (Mem.ACC, i.a, i.a_stride, i.rows, i.cols), "a")
+        self._check_alias(
+            (Mem.ACC, i.dst, i.dst_stride, i.rows, i.cols),
+            (Mem.ACC, i.a, i.a_stride, i.rows, i.cols),
+            "a",
+        )
         out = _UNARY[VUnaryFunct(i.funct)](a)
         dst = self._sram(Mem.ACC, i.dst, i.dst_stride, i.rows, i.cols, "dst")
         dst[...] = nx.canon_nan(out)
@@ -302,8 +330,11 @@ class RefMachine:
 
     def _exec_vmask(self, i: Insn) -> None:
         a = self._sram(Mem.ACC, i.a, i.a_stride, i.rows, i.cols, "a")
-        self._check_alias((Mem.ACC, i.dst, i.dst_stride, i.rows, i.cols),
-                          (Mem.ACC, i.a, i.a_stride, i.rows, i.cols), "a")
+        self._check_alias(
+            (Mem.ACC, i.dst, i.dst_stride, i.rows, i.cols),
+            (Mem.ACC, i.a, i.a_stride, i.rows, i.cols),
+            "a",
+        )
         r = np.arange(i.rows)[:, None]
         c = np.arange(i.cols)[None, :]
         out = np.where(c > r + i.offset, np.float32(i.imm), a).astype(np.float32)

@@ -20,11 +20,11 @@ class Machine:
 
     def put_f32(self, addr: int, arr) -> None:
         a = np.ascontiguousarray(arr, dtype=np.float32)
-        self.m.dram[addr: addr + a.nbytes] = a.view(np.uint8).reshape(-1)
+        self.m.dram[addr : addr + a.nbytes] = a.view(np.uint8).reshape(-1)
 
     def get_f32(self, addr: int, shape) -> np.ndarray:
         n = int(np.prod(shape))
-        return self.m.dram[addr: addr + 4 * n].view(np.float32).reshape(shape).copy()
+        return self.m.dram[addr : addr + 4 * n].view(np.float32).reshape(shape).copy()
 
     def run(self, source: str, trace=None) -> None:
         code = encode_program(assemble(source + "\nhalt"))

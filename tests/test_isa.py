@@ -36,7 +36,7 @@ def test_round_trip_text_and_binary():
     text = disassemble(code)
     assert encode_program(assemble(text)) == code
     assert disassemble(encode_program(assemble(text))) == text
-    opcodes = {decode(code[i:i + 32]).opcode for i in range(0, len(code), 32)}
+    opcodes = {decode(code[i : i + 32]).opcode for i in range(0, len(code), 32)}
     assert opcodes == set(isa.Opcode)
 
 

@@ -41,17 +41,21 @@ def _ulp(got, exact):
     return np.abs(got.astype(np.float64) - exact) / np.spacing(np.abs(ref)).astype(np.float64)
 
 
-@pytest.mark.parametrize("name,fn,ref,lo,hi,log", [
-    ("exp", nx.exp, np.exp, -87.3, 88.7, False),
-    ("tanh", nx.tanh, np.tanh, -20, 20, False),
-    ("recip", nx.recip, lambda x: 1 / x, 1e-37, 1e37, True),
-    ("rsqrt", nx.rsqrt, lambda x: 1 / np.sqrt(x), 1e-37, 1e38, True),
-])
+@pytest.mark.parametrize(
+    "name,fn,ref,lo,hi,log",
+    [
+        ("exp", nx.exp, np.exp, -87.3, 88.7, False),
+        ("tanh", nx.tanh, np.tanh, -20, 20, False),
+        ("recip", nx.recip, lambda x: 1 / x, 1e-37, 1e37, True),
+        ("rsqrt", nx.rsqrt, lambda x: 1 / np.sqrt(x), 1e-37, 1e38, True),
+    ],
+)
 def test_special_function_accuracy(name, fn, ref, lo, hi, log):
-    if log:
-        x = np.exp(RNG.uniform(np.log(lo), np.log(hi), 300_000))
-    else:
-        x = RNG.uniform(lo, hi, 300_000)
+    x = (
+        np.exp(RNG.uniform(np.log(lo), np.log(hi), 300_000))
+        if log
+        else RNG.uniform(lo, hi, 300_000)
+    )
     x = x.astype(np.float32)
     if name == "recip":
         x = np.concatenate([x, -x])
@@ -62,10 +66,19 @@ def test_special_function_accuracy(name, fn, ref, lo, hi, log):
 def test_special_values():
     inf, nan = np.float32(np.inf), np.float32(np.nan)
     f = np.float32
-    assert nx.exp(np.array([inf, -inf, f(100), f(-100), f(0)], f)).tolist() == \
-        [np.inf, 0.0, np.inf, 0.0, 1.0]
-    assert nx.recip(np.array([f(0), f(-0.0), inf, f(4)], f)).tolist() == \
-        [np.inf, -np.inf, 0.0, 0.25]
+    assert nx.exp(np.array([inf, -inf, f(100), f(-100), f(0)], f)).tolist() == [
+        np.inf,
+        0.0,
+        np.inf,
+        0.0,
+        1.0,
+    ]
+    assert nx.recip(np.array([f(0), f(-0.0), inf, f(4)], f)).tolist() == [
+        np.inf,
+        -np.inf,
+        0.0,
+        0.25,
+    ]
     assert nx.rsqrt(np.array([f(0), inf, f(4)], f)).tolist() == [np.inf, 0.0, 0.5]
     assert np.isnan(nx.rsqrt(np.array([f(-1)], f)))[0]
     assert nx.tanh(np.array([inf, -inf, f(0)], f)).tolist() == [1.0, -1.0, 0.0]

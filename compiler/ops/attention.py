@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from compiler.ir import DramRef, TensorRef
+from compiler.ir import DramRef
 from compiler.isa import BMode, Mem, VBinFunct
 from compiler.ops.matmul import _mat
 from compiler.ops.vector import Reg, Vec
@@ -76,8 +76,9 @@ def lower_sdpa(ctx: LowerCtx, node, args, kwargs):
     spad_left = ctx.spad.capacity - S * (pad(D) + pad(Dv))
     # ACC: S/P tile [tq, S] (+ mask tile), O tile [tq, Dv], row stats
     acc_per_row = pad(S) * (2 if Mb else 1) + pad(Dv) + ctx.hw.line_elems
-    tq = min(T, spad_left // (pad(D) + pad(S)) if spad_left > 0 else 0,
-             ctx.acc.capacity // acc_per_row)
+    tq = min(
+        T, spad_left // (pad(D) + pad(S)) if spad_left > 0 else 0, ctx.acc.capacity // acc_per_row
+    )
     if tq < 1:
         raise Unsupported(f"attention with S={S}, D={D} does not fit on chip")
     for bi in itertools.product(*[range(d) for d in batch]):
@@ -94,29 +95,82 @@ def lower_sdpa(ctx: LowerCtx, node, args, kwargs):
             vec = Vec(ctx, nt, S)
             s_reg = vec.alloc()
             o_addr, o_stride = ctx.acc.alloc(nt, Dv)
-            ctx.load_2d(Q.ref, Q.offset(bi, t0, 0), nt, D, Q.rs, Q.cs, Mem.SPAD, q_addr,
-                        q_stride)
-            ctx.emit("matmul", dst=s_reg.addr, dst_stride=s_reg.stride, a=q_addr,
-                     a_stride=q_stride, b=k_addr, b_stride=k_stride, m=nt, n=S, k=D,
-                     trans_b=1)
+            ctx.load_2d(Q.ref, Q.offset(bi, t0, 0), nt, D, Q.rs, Q.cs, Mem.SPAD, q_addr, q_stride)
+            ctx.emit(
+                "matmul",
+                dst=s_reg.addr,
+                dst_stride=s_reg.stride,
+                a=q_addr,
+                a_stride=q_stride,
+                b=k_addr,
+                b_stride=k_stride,
+                m=nt,
+                n=S,
+                k=D,
+                trans_b=1,
+            )
             vec.imm(VBinFunct.MUL, s_reg, s_reg, scale)
             if mask_off is not None:
-                ctx.emit("vmask", dst=s_reg.addr, dst_stride=s_reg.stride, a=s_reg.addr,
-                         a_stride=s_reg.stride, rows=nt, cols=S, offset=t0 + mask_off,
-                         imm=NEG_INF)
+                ctx.emit(
+                    "vmask",
+                    dst=s_reg.addr,
+                    dst_stride=s_reg.stride,
+                    a=s_reg.addr,
+                    a_stride=s_reg.stride,
+                    rows=nt,
+                    cols=S,
+                    offset=t0 + mask_off,
+                    imm=NEG_INF,
+                )
             if Mb is not None:
                 m_reg = vec.alloc()
-                ctx.load_2d(Mb.ref, Mb.offset(bi, t0, 0), nt, S, Mb.rs, Mb.cs, Mem.ACC,
-                            m_reg.addr, m_reg.stride)
+                ctx.load_2d(
+                    Mb.ref,
+                    Mb.offset(bi, t0, 0),
+                    nt,
+                    S,
+                    Mb.rs,
+                    Mb.cs,
+                    Mem.ACC,
+                    m_reg.addr,
+                    m_reg.stride,
+                )
                 vec.bin(VBinFunct.ADD, s_reg, s_reg, m_reg, BMode.FULL)
             vec.softmax_rows(s_reg)
-            ctx.emit("move", dst_space=Mem.SPAD, src_space=Mem.ACC, dst=p_addr,
-                     dst_stride=p_stride, src=s_reg.addr, src_stride=s_reg.stride, rows=nt,
-                     cols=S)
-            ctx.emit("matmul", dst=o_addr, dst_stride=o_stride, a=p_addr, a_stride=p_stride,
-                     b=v_addr, b_stride=v_stride, m=nt, n=Dv, k=S)
-            ctx.emit("dma_st", space=Mem.ACC, dtype=0, sram=o_addr, sram_stride=o_stride,
-                     dram=DramRef(out.buffer, out.byte_offset(O.offset(bi, t0, 0))),
-                     dram_rs=O.rs, dram_cs=O.cs, rows=nt, cols=Dv)
+            ctx.emit(
+                "move",
+                dst_space=Mem.SPAD,
+                src_space=Mem.ACC,
+                dst=p_addr,
+                dst_stride=p_stride,
+                src=s_reg.addr,
+                src_stride=s_reg.stride,
+                rows=nt,
+                cols=S,
+            )
+            ctx.emit(
+                "matmul",
+                dst=o_addr,
+                dst_stride=o_stride,
+                a=p_addr,
+                a_stride=p_stride,
+                b=v_addr,
+                b_stride=v_stride,
+                m=nt,
+                n=Dv,
+                k=S,
+            )
+            ctx.emit(
+                "dma_st",
+                space=Mem.ACC,
+                dtype=0,
+                sram=o_addr,
+                sram_stride=o_stride,
+                dram=DramRef(out.buffer, out.byte_offset(O.offset(bi, t0, 0))),
+                dram_rs=O.rs,
+                dram_cs=O.cs,
+                rows=nt,
+                cols=Dv,
+            )
     _ = Reg
     return out

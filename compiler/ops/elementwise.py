@@ -22,8 +22,13 @@ from compiler.registry import (
 )
 
 aten = torch.ops.aten
-ADD, SUB, MUL, MAX, MIN = (VBinFunct.ADD, VBinFunct.SUB, VBinFunct.MUL, VBinFunct.MAX,
-                           VBinFunct.MIN)
+ADD, SUB, MUL, MAX, MIN = (
+    VBinFunct.ADD,
+    VBinFunct.SUB,
+    VBinFunct.MUL,
+    VBinFunct.MAX,
+    VBinFunct.MIN,
+)
 
 # A body computes the result tile: body(vec, dst, inputs) where inputs are Regs
 # (tensor operands) or floats (scalar operands), in argument order.
@@ -120,8 +125,9 @@ def lower_add_sub(ctx: LowerCtx, node, args, kwargs):
 
 @lowering(aten.mul.Tensor, aten.mul.Scalar)
 def lower_mul(ctx: LowerCtx, node, args, kwargs):
-    return elementwise(ctx, node, list(args[:2]),
-                       lambda vec, dst, ins: _binary(MUL, ins[0], ins[1], vec, dst))
+    return elementwise(
+        ctx, node, list(args[:2]), lambda vec, dst, ins: _binary(MUL, ins[0], ins[1], vec, dst)
+    )
 
 
 @lowering(aten.div.Tensor, aten.div.Scalar)
@@ -131,7 +137,9 @@ def lower_div(ctx: LowerCtx, node, args, kwargs):
         if float(b) == 0.0:
             raise Unsupported("division by the constant 0")
         inv = 1.0 / float(b)
-        return elementwise(ctx, node, [a], lambda vec, dst, ins: _binary(MUL, ins[0], inv, vec, dst))
+        return elementwise(
+            ctx, node, [a], lambda vec, dst, ins: _binary(MUL, ins[0], inv, vec, dst)
+        )
 
     def body(vec: Vec, dst: Reg, ins: list) -> None:
         x, y = ins
@@ -146,8 +154,9 @@ def lower_div(ctx: LowerCtx, node, args, kwargs):
 @lowering(aten.maximum.default, aten.minimum.default)
 def lower_max_min(ctx: LowerCtx, node, args, kwargs):
     funct = MAX if node.target == aten.maximum.default else MIN
-    return elementwise(ctx, node, list(args[:2]),
-                       lambda vec, dst, ins: _binary(funct, ins[0], ins[1], vec, dst))
+    return elementwise(
+        ctx, node, list(args[:2]), lambda vec, dst, ins: _binary(funct, ins[0], ins[1], vec, dst)
+    )
 
 
 def _unary(funct: VUnaryFunct):
@@ -161,9 +170,14 @@ UNARY_BODIES: dict[object, Body] = {
     aten.reciprocal.default: _unary(VUnaryFunct.RECIP),
     aten.neg.default: lambda vec, dst, ins: vec.imm(MUL, dst, ins[0], -1.0),
     aten.relu.default: lambda vec, dst, ins: vec.imm(MAX, dst, ins[0], 0.0),
+    # |x| = max(x, -x); the max rule gives +0 for -0.
+    aten.abs.default: lambda vec, dst, ins: vec.bin(
+        MAX, dst, ins[0], vec.imm(MUL, dst, ins[0], -1.0)
+    ),
     # sqrt(x) = 1 / rsqrt(x): exact 0 at x = 0, unlike x * rsqrt(x).
     aten.sqrt.default: lambda vec, dst, ins: vec.unary(
-        VUnaryFunct.RECIP, dst, vec.unary(VUnaryFunct.RSQRT, dst, ins[0])),
+        VUnaryFunct.RECIP, dst, vec.unary(VUnaryFunct.RSQRT, dst, ins[0])
+    ),
 }
 
 
@@ -177,7 +191,8 @@ def _sigmoid(vec: Vec, dst: Reg, x: Reg) -> Reg:
 
 UNARY_BODIES[aten.sigmoid.default] = lambda vec, dst, ins: _sigmoid(vec, dst, ins[0])
 UNARY_BODIES[aten.silu.default] = lambda vec, dst, ins: vec.bin(
-    MUL, dst, ins[0], _sigmoid(vec, dst, ins[0]))
+    MUL, dst, ins[0], _sigmoid(vec, dst, ins[0])
+)
 
 
 @lowering(*UNARY_BODIES)

@@ -31,11 +31,29 @@ def lower_embedding(ctx: LowerCtx, node, args, kwargs):
             nc = min(cols, dim - c0)
             ctx.acc.top = 0
             addr, stride = ctx.acc.alloc(nr, nc)
-            ctx.emit("gather", space=Mem.ACC, dtype=ctx.dram_dtype(table), sram=addr,
-                     sram_stride=stride, table=DramRef(table.buffer, table.byte_offset(c0)),
-                     table_rs=table.strides[0], table_rows=table.shape[0],
-                     idx=DramRef(indices.buffer, indices.byte_offset(r0)), rows=nr, cols=nc)
-            ctx.emit("dma_st", space=Mem.ACC, dtype=0, sram=addr, sram_stride=stride,
-                     dram=DramRef(out.buffer, out.byte_offset(r0 * dim + c0)), dram_rs=dim,
-                     dram_cs=1, rows=nr, cols=nc)
+            ctx.emit(
+                "gather",
+                space=Mem.ACC,
+                dtype=ctx.dram_dtype(table),
+                sram=addr,
+                sram_stride=stride,
+                table=DramRef(table.buffer, table.byte_offset(c0)),
+                table_rs=table.strides[0],
+                table_rows=table.shape[0],
+                idx=DramRef(indices.buffer, indices.byte_offset(r0)),
+                rows=nr,
+                cols=nc,
+            )
+            ctx.emit(
+                "dma_st",
+                space=Mem.ACC,
+                dtype=0,
+                sram=addr,
+                sram_stride=stride,
+                dram=DramRef(out.buffer, out.byte_offset(r0 * dim + c0)),
+                dram_rs=dim,
+                dram_cs=1,
+                rows=nr,
+                cols=nc,
+            )
     return TensorRef(out.buffer, out.dtype, out.shape, out.strides)

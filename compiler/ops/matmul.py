@@ -34,8 +34,11 @@ class MatOperand:
     cs: int
 
     def offset(self, batch_index: tuple[int, ...], r: int, c: int) -> int:
-        return (sum(i * s for i, s in zip(batch_index, self.batch_strides, strict=True))
-                + r * self.rs + c * self.cs)
+        return (
+            sum(i * s for i, s in zip(batch_index, self.batch_strides, strict=True))
+            + r * self.rs
+            + c * self.cs
+        )
 
 
 def _mat(ref: TensorRef, batch_shape: tuple[int, ...]) -> MatOperand:
@@ -63,20 +66,23 @@ def _flatten_rows(ref: TensorRef) -> TensorRef | None:
     lead = [(d, s) for d, s in zip(ref.shape[:-1], ref.strides[:-1], strict=True) if d != 1]
     rows = math.prod(d for d, _ in lead)
     if not lead:
-        return TensorRef(ref.buffer, ref.dtype, (1, ref.shape[-1]), (ref.shape[-1],
-                         ref.strides[-1]), ref.offset)
+        return TensorRef(
+            ref.buffer, ref.dtype, (1, ref.shape[-1]), (ref.shape[-1], ref.strides[-1]), ref.offset
+        )
     inner = lead[-1][1]
     acc = inner
     for d, s in reversed(lead):
         if s != acc:
             return None
         acc *= d
-    return TensorRef(ref.buffer, ref.dtype, (rows, ref.shape[-1]), (inner, ref.strides[-1]),
-                     ref.offset)
+    return TensorRef(
+        ref.buffer, ref.dtype, (rows, ref.shape[-1]), (inner, ref.strides[-1]), ref.offset
+    )
 
 
-def matmul_core(ctx: LowerCtx, out_shape: tuple[int, ...], a: TensorRef, b: TensorRef,
-                bias: TensorRef | None) -> TensorRef:
+def matmul_core(
+    ctx: LowerCtx, out_shape: tuple[int, ...], a: TensorRef, b: TensorRef, bias: TensorRef | None
+) -> TensorRef:
     batch = tuple(out_shape[:-2])
     M, N = out_shape[-2:]
     K = a.shape[-1]
@@ -118,26 +124,73 @@ def matmul_core(ctx: LowerCtx, out_shape: tuple[int, ...], a: TensorRef, b: Tens
             for n0 in range(0, N, tn):
                 nn_ = min(tn, N - n0)
                 if bias_op:
-                    ctx.load_2d(bias, n0 * bias_op.cs, 1, nn_, 0, bias_op.cs, Mem.ACC,
-                                bias_addr, 0)
+                    ctx.load_2d(bias, n0 * bias_op.cs, 1, nn_, 0, bias_op.cs, Mem.ACC, bias_addr, 0)
                 for ki, k0 in enumerate(range(0, K, tk)):
                     kk = min(tk, K - k0)
                     if n0 == 0 or n_k > 1:  # A is reused across n tiles when K fits
-                        ctx.load_2d(A.ref, A.offset(bi, m0, k0), mm_, kk, A.rs, A.cs,
-                                    Mem.SPAD, a_addr, a_stride)
+                        ctx.load_2d(
+                            A.ref,
+                            A.offset(bi, m0, k0),
+                            mm_,
+                            kk,
+                            A.rs,
+                            A.cs,
+                            Mem.SPAD,
+                            a_addr,
+                            a_stride,
+                        )
                     if trans_b:
-                        ctx.load_2d(B.ref, B.offset(bi, k0, n0), nn_, kk, B.cs, B.rs,
-                                    Mem.SPAD, b_addr, b_stride)
+                        ctx.load_2d(
+                            B.ref,
+                            B.offset(bi, k0, n0),
+                            nn_,
+                            kk,
+                            B.cs,
+                            B.rs,
+                            Mem.SPAD,
+                            b_addr,
+                            b_stride,
+                        )
                     else:
-                        ctx.load_2d(B.ref, B.offset(bi, k0, n0), kk, nn_, B.rs, B.cs,
-                                    Mem.SPAD, b_addr, b_stride)
-                    ctx.emit("matmul", dst=c_addr, dst_stride=c_stride, a=a_addr,
-                             a_stride=a_stride, b=b_addr, b_stride=b_stride, bias=bias_addr,
-                             m=mm_, n=nn_, k=kk, acc=int(ki > 0), trans_b=int(trans_b),
-                             use_bias=int(ki == 0 and bias_op is not None))
-                ctx.emit("dma_st", space=Mem.ACC, dtype=0, sram=c_addr, sram_stride=c_stride,
-                         dram=_dram(out, C.offset(bi, m0, n0)), dram_rs=C.rs, dram_cs=C.cs,
-                         rows=mm_, cols=nn_)
+                        ctx.load_2d(
+                            B.ref,
+                            B.offset(bi, k0, n0),
+                            kk,
+                            nn_,
+                            B.rs,
+                            B.cs,
+                            Mem.SPAD,
+                            b_addr,
+                            b_stride,
+                        )
+                    ctx.emit(
+                        "matmul",
+                        dst=c_addr,
+                        dst_stride=c_stride,
+                        a=a_addr,
+                        a_stride=a_stride,
+                        b=b_addr,
+                        b_stride=b_stride,
+                        bias=bias_addr,
+                        m=mm_,
+                        n=nn_,
+                        k=kk,
+                        acc=int(ki > 0),
+                        trans_b=int(trans_b),
+                        use_bias=int(ki == 0 and bias_op is not None),
+                    )
+                ctx.emit(
+                    "dma_st",
+                    space=Mem.ACC,
+                    dtype=0,
+                    sram=c_addr,
+                    sram_stride=c_stride,
+                    dram=_dram(out, C.offset(bi, m0, n0)),
+                    dram_rs=C.rs,
+                    dram_cs=C.cs,
+                    rows=mm_,
+                    cols=nn_,
+                )
     return out
 
 
@@ -180,6 +233,7 @@ def lower_linear(ctx: LowerCtx, node, args, kwargs):
     flat = _flatten_rows(x)
     if flat is not None:
         out = matmul_core(ctx, (flat.shape[0], n), flat, wt, bias)
-        return TensorRef(out.buffer, out.dtype, out_shape,
-                         contiguous_strides(out_shape), out.offset)
+        return TensorRef(
+            out.buffer, out.dtype, out_shape, contiguous_strides(out_shape), out.offset
+        )
     return matmul_core(ctx, out_shape, x, wt, bias)

@@ -24,25 +24,60 @@ class Vec:
         return Reg(*self.ctx.acc.alloc(self.rows, self.cols if cols is None else cols))
 
     def bin(self, funct: VBinFunct, dst: Reg, a: Reg, b: Reg, mode: BMode = BMode.FULL) -> Reg:
-        self.ctx.emit("vbin", funct=funct, bmode=mode, dst=dst.addr, dst_stride=dst.stride,
-                      a=a.addr, a_stride=a.stride, b=b.addr, b_stride=b.stride,
-                      rows=self.rows, cols=self.cols)
+        self.ctx.emit(
+            "vbin",
+            funct=funct,
+            bmode=mode,
+            dst=dst.addr,
+            dst_stride=dst.stride,
+            a=a.addr,
+            a_stride=a.stride,
+            b=b.addr,
+            b_stride=b.stride,
+            rows=self.rows,
+            cols=self.cols,
+        )
         return dst
 
     def imm(self, funct: VBinFunct, dst: Reg, a: Reg, value: float) -> Reg:
-        self.ctx.emit("vbin", funct=funct, bmode=BMode.IMM, dst=dst.addr,
-                      dst_stride=dst.stride, a=a.addr, a_stride=a.stride,
-                      rows=self.rows, cols=self.cols, imm=float(value))
+        self.ctx.emit(
+            "vbin",
+            funct=funct,
+            bmode=BMode.IMM,
+            dst=dst.addr,
+            dst_stride=dst.stride,
+            a=a.addr,
+            a_stride=a.stride,
+            rows=self.rows,
+            cols=self.cols,
+            imm=float(value),
+        )
         return dst
 
     def unary(self, funct: VUnaryFunct, dst: Reg, a: Reg) -> Reg:
-        self.ctx.emit("vunary", funct=funct, dst=dst.addr, dst_stride=dst.stride, a=a.addr,
-                      a_stride=a.stride, rows=self.rows, cols=self.cols)
+        self.ctx.emit(
+            "vunary",
+            funct=funct,
+            dst=dst.addr,
+            dst_stride=dst.stride,
+            a=a.addr,
+            a_stride=a.stride,
+            rows=self.rows,
+            cols=self.cols,
+        )
         return dst
 
     def reduce(self, funct: VReduceFunct, dst: Reg, a: Reg) -> Reg:
-        self.ctx.emit("vreduce", funct=funct, dst=dst.addr, dst_stride=dst.stride, a=a.addr,
-                      a_stride=a.stride, rows=self.rows, cols=self.cols)
+        self.ctx.emit(
+            "vreduce",
+            funct=funct,
+            dst=dst.addr,
+            dst_stride=dst.stride,
+            a=a.addr,
+            a_stride=a.stride,
+            rows=self.rows,
+            cols=self.cols,
+        )
         return dst
 
     def softmax_rows(self, x: Reg) -> Reg:

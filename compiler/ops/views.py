@@ -18,14 +18,34 @@ from compiler.registry import LowerCtx, Operand, Unsupported, row_tiles
 aten = torch.ops.aten
 
 # Ops whose result aliases their input (functional graphs never write in place).
-ALIASES = {aten.alias.default, aten.clone.default, aten.detach.default,
-           aten.lift_fresh_copy.default, aten.contiguous.default}
+ALIASES = {
+    aten.alias.default,
+    aten.clone.default,
+    aten.detach.default,
+    aten.lift_fresh_copy.default,
+    aten.contiguous.default,
+}
 VIEWS = {
-    aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.permute.default,
-    aten.transpose.int, aten.t.default, aten.unsqueeze.default, aten.squeeze.dim,
-    aten.squeeze.dims, aten.squeeze.default, aten.expand.default, aten.slice.Tensor,
-    aten.select.int, aten.split.Tensor, aten.split_with_sizes.default, aten.unbind.int,
-    aten.unflatten.int, aten.flatten.using_ints, aten.as_strided.default, aten.narrow.default,
+    aten.view.default,
+    aten._unsafe_view.default,
+    aten.reshape.default,
+    aten.permute.default,
+    aten.transpose.int,
+    aten.t.default,
+    aten.unsqueeze.default,
+    aten.squeeze.dim,
+    aten.squeeze.dims,
+    aten.squeeze.default,
+    aten.expand.default,
+    aten.slice.Tensor,
+    aten.select.int,
+    aten.split.Tensor,
+    aten.split_with_sizes.default,
+    aten.unbind.int,
+    aten.unflatten.int,
+    aten.flatten.using_ints,
+    aten.as_strided.default,
+    aten.narrow.default,
     aten.chunk.default,
 }
 
@@ -41,8 +61,7 @@ def _meta(ref: TensorRef) -> torch.Tensor:
 
 
 def _from_meta(ref: TensorRef, t: torch.Tensor) -> TensorRef:
-    return TensorRef(ref.buffer, ref.dtype, tuple(t.shape), tuple(t.stride()),
-                     t.storage_offset())
+    return TensorRef(ref.buffer, ref.dtype, tuple(t.shape), tuple(t.stride()), t.storage_offset())
 
 
 def copy_contiguous(ctx: LowerCtx, ref: TensorRef) -> TensorRef:

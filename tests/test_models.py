@@ -1,0 +1,51 @@
+"""End to end: registered models through compile + ISA model + golden checks."""
+
+import pytest
+
+import compiler
+import sim
+from sim.__main__ import main as sim_main
+from sim.models import build
+
+
+@pytest.mark.parametrize("name", ["gpt2-tiny", "mlp"])
+def test_model_passes_every_layer(name):
+    spec = build(name)
+    program = compiler.compile(spec.model, spec.inputs, kwargs=spec.kwargs)
+    result = sim.run(program, spec.inputs, check=True)
+    assert result.layers, "no checkpoints"
+    failed = [r for r in result.layers if r["status"] != "pass"]
+    assert not failed, failed[:3]
+    paths = {r["path"] for r in result.layers}
+    if name == "gpt2-tiny":
+        assert {
+            "transformer.h.0",
+            "transformer.h.1.attn",
+            "transformer.h.1.mlp",
+            "transformer.ln_f",
+            "lm_head",
+        } <= paths
+
+
+def test_checks_catch_a_wrong_result():
+    """A corrupted checkpoint tensor must fail its layer (the checks can fail)."""
+    spec = build("gpt2-tiny")
+    program = compiler.compile(spec.model, spec.inputs, kwargs=spec.kwargs)
+    result = sim.run(program, spec.inputs, check=False)
+    from golden import capture, check_layers
+
+    victim = next(la["id"] for la in program.layers if la["path"] == "transformer.h.0.mlp")
+    result.checkpoints[victim]["output"] = result.checkpoints[victim]["output"] * 1.05
+    rows = check_layers(program, result, capture(program.graph, spec.inputs))
+    assert [r["path"] for r in rows if r["status"] == "fail"] == ["transformer.h.0.mlp"]
+
+
+def test_cli_writes_reports(tmp_path):
+    assert sim_main(["gpt2-tiny", "--out", str(tmp_path), "--layers", "1"]) == 0
+    assert (tmp_path / "report.json").exists()
+    assert "lm_head" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_gpt2_small():
+    assert sim_main(["gpt2", "--out", "build/test-gpt2"]) == 0
