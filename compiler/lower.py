@@ -8,7 +8,6 @@ After the node that produces a module's output, a CHECKPOINT marks that layer.
 
 from __future__ import annotations
 
-import operator
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -191,6 +190,3 @@ def _lower_host(ctx: LowerCtx, node: fx.Node, name: str, args, kwargs) -> object
         module = list(stack.values())[-1][0]
     ctx.stream.append(HostOp(name, host_args, host_kwargs, tensor_inputs, outs, node.name, module))
     return outs if isinstance(meta, (list, tuple)) else outs[0]
-
-
-_ = operator

@@ -226,6 +226,32 @@ class LowerCtx:
             return DType.BF16
         raise Unsupported(f"{ref.dtype.value} tensors cannot be loaded into SRAM")
 
+    def _dma(
+        self,
+        mnemonic: str,
+        ref: TensorRef,
+        elem_offset: int,
+        rows: int,
+        cols: int,
+        rs: int,
+        cs: int,
+        space: Mem,
+        sram: int,
+        sram_stride: int,
+    ) -> None:
+        self.emit(
+            mnemonic,
+            space=space,
+            dtype=self.dram_dtype(ref),
+            sram=sram,
+            sram_stride=sram_stride,
+            dram=DramRef(ref.buffer, ref.byte_offset(elem_offset)),
+            dram_rs=rs,
+            dram_cs=cs,
+            rows=rows,
+            cols=cols,
+        )
+
     def load_2d(
         self,
         ref: TensorRef,
@@ -239,18 +265,22 @@ class LowerCtx:
         sram_stride: int,
     ) -> None:
         """DMA a [rows, cols] DRAM region (element strides rs, cs) into SRAM."""
-        self.emit(
-            "dma_ld",
-            space=space,
-            dtype=self.dram_dtype(ref),
-            sram=sram,
-            sram_stride=sram_stride,
-            dram=DramRef(ref.buffer, ref.byte_offset(elem_offset)),
-            dram_rs=rs,
-            dram_cs=cs,
-            rows=rows,
-            cols=cols,
-        )
+        self._dma("dma_ld", ref, elem_offset, rows, cols, rs, cs, space, sram, sram_stride)
+
+    def store_2d(
+        self,
+        ref: TensorRef,
+        elem_offset: int,
+        rows: int,
+        cols: int,
+        rs: int,
+        cs: int,
+        sram: int,
+        sram_stride: int,
+        space: Mem = Mem.ACC,
+    ) -> None:
+        """DMA an SRAM region into a [rows, cols] DRAM region (element strides rs, cs)."""
+        self._dma("dma_st", ref, elem_offset, rows, cols, rs, cs, space, sram, sram_stride)
 
     def load(
         self, op: Operand, out_shape, tile: RowTile, space: Mem, sram: int, sram_stride: int
@@ -266,22 +296,21 @@ class LowerCtx:
     def store(
         self, ref: TensorRef, tile: RowTile, sram: int, sram_stride: int, space: Mem = Mem.ACC
     ) -> None:
-        """DMA one tile from SRAM into a contiguous [R, C] output tensor."""
+        """DMA one row tile from SRAM into an output tensor seen as [R, C]."""
         op = Operand(ref, ref.strides)
         _, row_stride = op.inner_group(ref.shape)
         col_stride = ref.strides[-1] if ref.strides else 1
         off = op.row_offset(ref.shape, tile.row0) + tile.col0 * col_stride
-        self.emit(
-            "dma_st",
-            space=space,
-            dtype=self.dram_dtype(ref),
-            sram=sram,
-            sram_stride=sram_stride,
-            dram=DramRef(ref.buffer, ref.byte_offset(off)),
-            dram_rs=row_stride if tile.rows > 1 else 0,
-            dram_cs=col_stride,
-            rows=tile.rows,
-            cols=tile.cols,
+        self.store_2d(
+            ref,
+            off,
+            tile.rows,
+            tile.cols,
+            row_stride if tile.rows > 1 else 0,
+            col_stride,
+            sram,
+            sram_stride,
+            space,
         )
 
 

@@ -14,10 +14,9 @@ import math
 
 import torch
 
-from compiler.ir import DramRef
 from compiler.isa import BMode, Mem, VBinFunct
 from compiler.ops.matmul import _mat
-from compiler.ops.vector import Reg, Vec
+from compiler.ops.vector import Vec
 from compiler.registry import LowerCtx, Unsupported, lowering, tensor_meta
 
 aten = torch.ops.aten
@@ -160,17 +159,5 @@ def lower_sdpa(ctx: LowerCtx, node, args, kwargs):
                 n=Dv,
                 k=S,
             )
-            ctx.emit(
-                "dma_st",
-                space=Mem.ACC,
-                dtype=0,
-                sram=o_addr,
-                sram_stride=o_stride,
-                dram=DramRef(out.buffer, out.byte_offset(O.offset(bi, t0, 0))),
-                dram_rs=O.rs,
-                dram_cs=O.cs,
-                rows=nt,
-                cols=Dv,
-            )
-    _ = Reg
+            ctx.store_2d(out, O.offset(bi, t0, 0), nt, Dv, O.rs, O.cs, o_addr, o_stride)
     return out

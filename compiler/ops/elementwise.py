@@ -64,7 +64,6 @@ def elementwise(ctx: LowerCtx, node, operands: list, body: Body, temps: int = 0)
     for tile in row_tiles(shape2d, ops + [Operand(out, out.strides)], rows, cols):
         ctx.acc.top = 0
         vec = Vec(ctx, tile.rows, tile.cols)
-        regs = iter([])
         loaded = []
         for op in ops:
             reg = vec.alloc()

@@ -44,16 +44,5 @@ def lower_embedding(ctx: LowerCtx, node, args, kwargs):
                 rows=nr,
                 cols=nc,
             )
-            ctx.emit(
-                "dma_st",
-                space=Mem.ACC,
-                dtype=0,
-                sram=addr,
-                sram_stride=stride,
-                dram=DramRef(out.buffer, out.byte_offset(r0 * dim + c0)),
-                dram_rs=dim,
-                dram_cs=1,
-                rows=nr,
-                cols=nc,
-            )
+            ctx.store_2d(out, r0 * dim + c0, nr, nc, dim, 1, addr, stride)
     return TensorRef(out.buffer, out.dtype, out.shape, out.strides)

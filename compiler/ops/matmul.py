@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from compiler.ir import DramRef, TensorRef, contiguous_strides
+from compiler.ir import TensorRef, contiguous_strides
 from compiler.isa import Mem
 from compiler.registry import LowerCtx, Unsupported, lowering, tensor_meta
 
@@ -179,23 +179,8 @@ def matmul_core(
                         trans_b=int(trans_b),
                         use_bias=int(ki == 0 and bias_op is not None),
                     )
-                ctx.emit(
-                    "dma_st",
-                    space=Mem.ACC,
-                    dtype=0,
-                    sram=c_addr,
-                    sram_stride=c_stride,
-                    dram=_dram(out, C.offset(bi, m0, n0)),
-                    dram_rs=C.rs,
-                    dram_cs=C.cs,
-                    rows=mm_,
-                    cols=nn_,
-                )
+                ctx.store_2d(out, C.offset(bi, m0, n0), mm_, nn_, C.rs, C.cs, c_addr, c_stride)
     return out
-
-
-def _dram(ref: TensorRef, off: int) -> DramRef:
-    return DramRef(ref.buffer, ref.byte_offset(off))
 
 
 def _check_float(*refs) -> None:
