@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 MODEL ?= gpt2
-BACKEND ?= ref
+BACKEND ?= verilator
 TOKENS ?= 8
 SEED ?= 0
 LAYERS ?=

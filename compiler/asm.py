@@ -89,7 +89,7 @@ def format_value(fmt_field, value: int | float) -> str:
         return repr(float(value))
     if fmt_field.enum is not None:
         return fmt_field.enum(value).name.lower()
-    if fmt_field.name in ("dram", "table", "idx"):
+    if fmt_field.name in ("dram", "table_addr", "idx"):
         return f"{value:#x}"
     return str(value)
 

@@ -171,7 +171,7 @@ FORMATS: dict[Opcode, InsnFormat] = {
                 SPACE,
                 DTYPE,
                 *_sram("sram", "destination"),
-                Field("table", 32, doc="DRAM byte address of table row 0"),
+                Field("table_addr", 32, doc="DRAM byte address of table row 0"),
                 Field("table_rs", 24, doc="table row stride (elements)"),
                 Field("table_rows", 24, doc="rows in the table (indices are bounds-checked)"),
                 Field("idx", 32, doc="DRAM byte address of `rows` int32 indices"),
@@ -278,6 +278,28 @@ for _fmt in FORMATS.values():
             MNEMONICS[_mn] = (_fmt.opcode, {_fname: int(_val)})
     else:
         MNEMONICS[_fmt.opcode.name.lower()] = (_fmt.opcode, {})
+
+
+class Fault(IntEnum):
+    """Why the core stopped with an error: the code in the STATUS/FAULT register, also
+    carried by the ISA model's ExecError. When one instruction has several faults the
+    first in the order the ISA model checks them is reported."""
+
+    NONE = 0
+    ILLEGAL_INSN = 1  # unknown opcode, illegal enum value or reserved bits set
+    FETCH_RANGE = 2  # pc outside [0, code_end)
+    SRAM_ALIGN = 3  # SRAM address or stride not line aligned
+    SRAM_LAYOUT = 4  # more columns than the row stride (rows would overlap)
+    SRAM_RANGE = 5  # SRAM region runs past the end of the memory
+    ALIAS = 6  # destination partially overlaps a source
+    DRAM_ALIGN = 7  # DRAM address not aligned to the element size
+    DRAM_RANGE = 8  # DRAM region outside [0, dram_limit)
+    GATHER_INDEX = 9  # a gather index outside [0, table_rows)
+    BAD_OPERANDS = 10  # acc with use_bias, a zero store stride, an fp32 store from SPAD
+    BUS_ERROR = 11  # DRAM answered SLVERR/DECERR
+
+
+FAULT_BITS = 8
 
 
 class IllegalInstruction(ValueError):

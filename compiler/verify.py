@@ -39,7 +39,7 @@ def verify_stream(stream: list[StreamItem], buffers: list[Buffer]) -> None:
             reads = [
                 v.buffer
                 for k, v in item.args.items()
-                if k in ("dram", "table", "idx") and item.mnemonic != "dma_st"
+                if k in ("dram", "table_addr", "idx") and item.mnemonic != "dma_st"
             ]
             writes = [item.args["dram"].buffer] if item.mnemonic == "dma_st" else []
         elif isinstance(item, HostOp):

@@ -10,6 +10,8 @@ package loom_pkg;
   localparam longint unsigned DramBytes = 64'd1073741824;
   localparam int unsigned DramLatencyCycles = 100;
   localparam int unsigned DramBytesPerCycle = 32;
+  localparam int unsigned SpadLines = 16384;
+  localparam int unsigned AccLines = 4096;
 
   // ISA
   localparam int unsigned IsaVersion = 1;
@@ -30,6 +32,47 @@ package loom_pkg;
     OPCODE_VREDUCE = 8'd11,
     OPCODE_VMASK = 8'd12
   } opcode_e;
+
+  typedef enum logic [7:0] {
+    FAULT_NONE = 8'd0,
+    FAULT_ILLEGAL_INSN = 8'd1,
+    FAULT_FETCH_RANGE = 8'd2,
+    FAULT_SRAM_ALIGN = 8'd3,
+    FAULT_SRAM_LAYOUT = 8'd4,
+    FAULT_SRAM_RANGE = 8'd5,
+    FAULT_ALIAS = 8'd6,
+    FAULT_DRAM_ALIGN = 8'd7,
+    FAULT_DRAM_RANGE = 8'd8,
+    FAULT_GATHER_INDEX = 8'd9,
+    FAULT_BAD_OPERANDS = 8'd10,
+    FAULT_BUS_ERROR = 8'd11
+  } fault_e;
+
+  // Host control/status registers (byte offsets on AXI4-Lite)
+  localparam logic [7:0] CsrId = 8'h00;
+  localparam logic [7:0] CsrVersion = 8'h04;
+  localparam logic [7:0] CsrCtrl = 8'h08;
+  localparam logic [7:0] CsrStatus = 8'h0c;
+  localparam logic [7:0] CsrFault = 8'h10;
+  localparam logic [7:0] CsrPcStart = 8'h14;
+  localparam logic [7:0] CsrCodeEnd = 8'h18;
+  localparam logic [7:0] CsrDramLimit = 8'h1c;
+  localparam logic [7:0] CsrFaultPc = 8'h20;
+  localparam logic [7:0] CsrRetired = 8'h24;
+  localparam logic [7:0] CsrLastLayer = 8'h28;
+  localparam logic [7:0] CsrCyclesLo = 8'h30;
+  localparam logic [7:0] CsrCyclesHi = 8'h34;
+  localparam logic [7:0] CsrDmaBusy = 8'h38;
+  localparam logic [7:0] CsrMxuBusy = 8'h3c;
+  localparam logic [7:0] CsrVpuBusy = 8'h40;
+  localparam logic [7:0] CsrFetchStall = 8'h44;
+  localparam logic [7:0] CsrDmaRdBytesLo = 8'h48;
+  localparam logic [7:0] CsrDmaRdBytesHi = 8'h4c;
+  localparam logic [7:0] CsrDmaWrBytesLo = 8'h50;
+  localparam logic [7:0] CsrDmaWrBytesHi = 8'h54;
+  localparam logic [7:0] CsrMacsLo = 8'h58;
+  localparam logic [7:0] CsrMacsHi = 8'h5c;
+  localparam logic [31:0] CsrIdValue = 32'h4c4f4f4d;
 
   typedef enum logic [0:0] {
     MEM_SPAD = 1'd0,
@@ -114,7 +157,7 @@ package loom_pkg;
     logic [31:0] idx;
     logic [23:0] table_rows;
     logic [23:0] table_rs;
-    logic [31:0] table;
+    logic [31:0] table_addr;
     logic [19:0] sram_stride;
     logic [19:0] sram;
     dtype_e dtype;
@@ -211,5 +254,29 @@ package loom_pkg;
     logic [19:0] dst;
     opcode_e opcode;
   } vmask_insn_t;
+
+  // 1 when w is a legal instruction word: known opcode, enum fields in range,
+  // reserved bits zero (what compiler.isa.decode accepts).
+  function automatic logic insn_legal(logic [255:0] w);
+    logic ok;
+    ok = 1'b0;
+    unique case (w[7:0])
+      8'd0: ok = (w[255:8] == '0);
+      8'd1: ok = (w[255:8] == '0);
+      8'd2: ok = (w[255:8] == '0);
+      8'd3: ok = (w[255:24] == '0);
+      8'd4: ok = (w[255:154] == '0);
+      8'd5: ok = (w[255:154] == '0);
+      8'd6: ok = (w[255:194] == '0);
+      8'd7: ok = (w[255:199] == '0);
+      8'd8: ok = (w[255:122] == '0);
+      8'd9: ok = (w[10:8] <= 3'd4) && (w[255:197] == '0);
+      8'd10: ok = (w[11:8] <= 4'd4) && (w[255:124] == '0);
+      8'd11: ok = (w[9:8] <= 2'd1) && (w[255:122] == '0);
+      8'd12: ok = (w[255:172] == '0);
+      default: ok = 1'b0;
+    endcase
+    return ok;
+  endfunction
 
 endpackage

@@ -70,7 +70,9 @@ def bind_inputs(program, dram, inputs) -> None:
 
 
 def execute(program, inputs, backend) -> RunResult:
-    dram = dram_io.new_image(program)
+    if hasattr(backend, "bind_program"):
+        backend.bind_program(program)
+    dram = dram_io.new_image(program, getattr(backend, "new_dram", None))
     bind_inputs(program, dram, inputs)
     layers = {la["id"]: la for la in program.layers}
     checkpoints: dict[int, dict] = {}
@@ -110,7 +112,11 @@ def run(
     (end to end and follow-actual) using golden (captured now if not given)."""
     be = make_backend(backend, program.hw, trace=trace, **options)
     t0 = time.perf_counter()
-    result = execute(program, tuple(inputs), be)
+    try:
+        result = execute(program, tuple(inputs), be)
+    finally:
+        if hasattr(be, "close"):
+            be.close()
     result.stats["wall_s"] = time.perf_counter() - t0
     result.stats["backend"] = backend
     if trace:
@@ -125,5 +131,27 @@ def run(
             )
         golden = golden if golden is not None else capture(program.graph, inputs)
         result.layers = check_layers(program, result, golden)
-        result.passed = all(row["status"] == "pass" for row in result.layers)
+    _merge_backend_checks(result)
+    return result
+
+
+def _merge_backend_checks(result: RunResult) -> None:
+    """Fold in what the backend checked itself: bit-exactness against the ISA model (RTL)
+    and cycles per layer."""
+    mismatches = result.stats.get("isa_mismatches", [])
+    by_layer = {m["layer"]: m for m in mismatches}
+    cycles = result.stats.get("layer_cycles", {})
+    for row in result.layers:
+        if row["id"] in cycles:
+            row["cycles"] = cycles[row["id"]]
+        if "isa_mismatches" in result.stats:
+            row["isa"] = "fail" if row["id"] in by_layer else "bit-exact"
+        if row["id"] in by_layer:
+            row["status"] = "fail"
+            row["reason"] = by_layer[row["id"]]["reason"]
+    whole = by_layer.get(None)
+    if result.layers:
+        result.passed = all(r["status"] == "pass" for r in result.layers) and whole is None
+    elif "isa_mismatches" in result.stats:
+        result.passed = not mismatches
     return result

@@ -21,13 +21,17 @@ from sim.models import build
 def _fmt_row(row: dict) -> str:
     e, f = row.get("e2e", {}), row.get("follow", {})
     shape = "x".join(map(str, row["shape"]))
+    cycles = f"{row['cycles']:>10,}" if "cycles" in row else f"{'-':>10}"
     if "max_abs" not in e:
         return f"{row['id']:>4}  {row['path']:<40} {shape:<14} {row['status'].upper()}"
-    return (
+    line = (
         f"{row['id']:>4}  {row['path']:<40} {shape:<14} {e['max_abs']:>10.3e}"
-        f" {e['cosine']:>10.7f} {f['max_abs']:>10.3e} {f['cosine']:>10.7f}  "
+        f" {e['cosine']:>10.7f} {f['max_abs']:>10.3e} {f['cosine']:>10.7f} {cycles}  "
         f"{row['status'].upper()}"
     )
+    if row.get("reason"):
+        line += f"  ({row['reason']})"
+    return line
 
 
 def write_reports(out_dir: Path, summary: dict, rows: list[dict], report: dict) -> None:
@@ -39,8 +43,8 @@ def write_reports(out_dir: Path, summary: dict, rows: list[dict], report: dict) 
         f"# Loom run: {summary['model']} on backend `{summary['backend']}`",
         "",
         "| id | layer | kind | shape | e2e max abs | e2e cosine | follow max abs |"
-        " follow cosine | status |",
-        "|---:|---|---|---|---:|---:|---:|---:|---|",
+        " follow cosine | vs ISA model | cycles | status |",
+        "|---:|---|---|---|---:|---:|---:|---:|---|---:|---|",
     ]
     for r in rows:
         e, f = r.get("e2e", {}), r.get("follow", {})
@@ -48,7 +52,8 @@ def write_reports(out_dir: Path, summary: dict, rows: list[dict], report: dict) 
             f"| {r['id']} | {r['path']} | {r['kind']} | {r['shape']} |"
             f" {e.get('max_abs', float('nan')):.3e} | {e.get('cosine', float('nan')):.7f} |"
             f" {f.get('max_abs', float('nan')):.3e} |"
-            f" {f.get('cosine', float('nan')):.7f} | {r['status']} |"
+            f" {f.get('cosine', float('nan')):.7f} | {r.get('isa', '-')} |"
+            f" {r.get('cycles', '-')} | {r['status']} |"
         )
     md += [
         "",
@@ -69,7 +74,7 @@ def write_reports(out_dir: Path, summary: dict, rows: list[dict], report: dict) 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim", description=__doc__)
     ap.add_argument("model", help="registered name (gpt2, gpt2-tiny, mlp) or module:function")
-    ap.add_argument("--backend", default="ref")
+    ap.add_argument("--backend", default="verilator", help="verilator (RTL), ref (ISA model)")
     ap.add_argument("--layers", type=int, default=None)
     ap.add_argument("--tokens", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
@@ -99,10 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.perf_counter()
     golden = capture(program.graph, spec.inputs)
     t_golden = time.perf_counter() - t1
-    result = sim.run(program, spec.inputs, backend=args.backend, check=True, golden=golden)
+    options = {"progress": True} if args.backend == "verilator" else {}
+    try:
+        result = sim.run(
+            program, spec.inputs, backend=args.backend, check=True, golden=golden, **options
+        )
+    except Exception as e:  # a fault, hang or disagreement, named by the backend
+        print(f"\nFAIL: {e}", file=sys.stderr)
+        return 1
     print(
         f"\n{'id':>4}  {'layer':<40} {'shape':<14} {'e2e maxabs':>10} {'e2e cos':>10}"
-        f" {'fa maxabs':>10} {'fa cos':>10}  status"
+        f" {'fa maxabs':>10} {'fa cos':>10} {'cycles':>10}  status"
     )
     for row in result.layers:
         print(_fmt_row(row))
@@ -123,17 +135,33 @@ def main(argv: list[str] | None = None) -> int:
         "run_s": round(result.stats["wall_s"], 3),
         "instructions_retired": result.stats.get("retired"),
         "macs": result.stats.get("macs"),
-        "passed": not failed,
+        "passed": bool(result.passed),
     }
+    if "cycles" in result.stats:
+        st = result.stats
+        summary.update(
+            cycles=st["cycles"],
+            cycles_per_s=round(st["cycles"] / max(st["wall_s"], 1e-9)),
+            rtl_build_s=st.get("build_s"),
+            isa_mismatches=len(st.get("isa_mismatches", [])),
+            unit_busy_cycles={u: st.get(f"{u}_busy") for u in ("dma", "mxu", "vpu")},
+            fetch_stall_cycles=st.get("fetch_stall"),
+        )
+    failed = failed or not result.passed
     out_dir = Path(args.out or f"build/{args.model.replace(':', '_')}")
     write_reports(out_dir, summary, result.layers, rep)
     if args.save:
         program.save(out_dir / "program.loom")
-    status = "PASS" if not failed else f"FAIL ({len(failed)} layers)"
+    status = "PASS" if not failed else f"FAIL ({len(failed) or 'DRAM'} layers)"
     print(
         f"\n{status}: {len(result.layers)} checkpoints on backend {args.backend};"
         f" compile {t_compile:.2f} s, run {result.stats['wall_s']:.2f} s,"
-        f" output max|err| vs eager {out_err:.3e}; report {out_dir}/report.md"
+        + (
+            f" {result.stats['cycles']:,} cycles ({summary['cycles_per_s']:,} cycles/s),"
+            if "cycles" in result.stats
+            else ""
+        )
+        + f" output max|err| vs eager {out_err:.3e}; report {out_dir}/report.md"
     )
     return 0 if not failed else 1
 

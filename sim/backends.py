@@ -41,7 +41,13 @@ class RefBackend:
         }
 
 
-BACKENDS = {"ref": RefBackend}
+def _verilator(hw: HwConfig, **options):
+    from sim.verilator import VerilatorBackend  # imports cocotb's runner only when used
+
+    return VerilatorBackend(hw, **options)
+
+
+BACKENDS = {"ref": RefBackend, "verilator": _verilator}
 
 
 def make_backend(name: str, hw: HwConfig, **options):

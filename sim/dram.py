@@ -12,11 +12,12 @@ from compiler.ir import VDType
 _NP = {"float32": np.float32, "bfloat16": np.uint16, "int32": np.int32, "bool": np.uint8}
 
 
-def new_image(program) -> np.ndarray:
+def new_image(program, alloc=None) -> np.ndarray:
     """DRAM holding the code at 0 and every constant at its address. Sized to the
-    program's footprint (np.zeros pages in lazily)."""
+    program's footprint (np.zeros pages in lazily); alloc(nbytes) may supply the zeroed
+    array (a backend's shared mapping)."""
     size = max(program.meta["memory"]["total"], len(program.code), 64)
-    dram = np.zeros(-(-size // 64) * 64, dtype=np.uint8)
+    dram = (alloc or (lambda n: np.zeros(n, dtype=np.uint8)))(-(-size // 64) * 64)
     dram[: len(program.code)] = np.frombuffer(program.code, dtype=np.uint8)
     data = np.frombuffer(program.const_data, dtype=np.uint8)
     for c in program.meta["constants"]:

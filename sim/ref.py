@@ -27,6 +27,7 @@ from compiler.isa import (
     INSN_BYTES,
     BMode,
     DType,
+    Fault,
     IllegalInstruction,
     Insn,
     Mem,
@@ -47,8 +48,10 @@ class ExecError(RuntimeError):
         index: int | None = None,
         pc: int | None = None,
         insn: Insn | None = None,
+        fault: Fault = Fault.NONE,
     ):
         self.reason = message
+        self.fault = fault
         self.index, self.pc, self.insn = index, pc, insn
         where = ""
         if index is not None:
@@ -114,14 +117,18 @@ class RefMachine:
         if addr % line or stride % line:
             raise ExecError(
                 f"{what}: {name} address {addr} / stride {stride} not aligned"
-                f" to the {line}-element line"
+                f" to the {line}-element line",
+                fault=Fault.SRAM_ALIGN,
             )
         if rows > 1 and cols > stride:
-            raise ExecError(f"{what}: {cols} columns overlap rows of stride {stride}")
+            raise ExecError(
+                f"{what}: {cols} columns overlap rows of stride {stride}", fault=Fault.SRAM_LAYOUT
+            )
         end = addr + (rows - 1) * stride + cols if rows and cols else addr
         if end > mem.size:
             raise ExecError(
-                f"{what}: {name} region [{addr}, {end}) overflows the {mem.size}-element {name}"
+                f"{what}: {name} region [{addr}, {end}) overflows the {mem.size}-element {name}",
+                fault=Fault.SRAM_RANGE,
             )
         return as_strided(mem[addr:], shape=(rows, cols), strides=(stride * 4, 4))
 
@@ -130,12 +137,16 @@ class RefMachine:
     ) -> np.ndarray:
         size = 4 if dtype == DType.FP32 else 2
         if addr % size:
-            raise ExecError(f"{what}: DRAM address {addr:#x} not aligned to {size} bytes")
+            raise ExecError(
+                f"{what}: DRAM address {addr:#x} not aligned to {size} bytes",
+                fault=Fault.DRAM_ALIGN,
+            )
         last = addr + ((rows - 1) * rs + (cols - 1) * cs) * size + size
         if rows and cols and last > self.dram.size:
             raise ExecError(
                 f"{what}: DRAM access [{addr:#x}, {last:#x}) out of range"
-                f" (DRAM is {self.dram.size:#x} bytes)"
+                f" (DRAM is {self.dram.size:#x} bytes)",
+                fault=Fault.DRAM_RANGE,
             )
         flat = self.dram.view(np.float32 if dtype == DType.FP32 else np.uint16)
         return as_strided(flat[addr // size :], shape=(rows, cols), strides=(rs * size, cs * size))
@@ -148,7 +159,7 @@ class RefMachine:
         d0, d1 = dst[1], dst[1] + (dst[3] - 1) * dst[2] + dst[4]
         s0, s1 = src[1], src[1] + (src[3] - 1) * src[2] + src[4]
         if d0 < s1 and s0 < d1:
-            raise ExecError(f"{what}: destination partially overlaps a source")
+            raise ExecError(f"{what}: destination partially overlaps a source", fault=Fault.ALIAS)
 
     # ------------------------------------------------------------ execution
     def run(
@@ -168,15 +179,18 @@ class RefMachine:
                     f"pc {pc:#x} ran off the end of the code ({len(code)} bytes) without HALT",
                     index,
                     pc,
+                    fault=Fault.FETCH_RANGE,
                 )
             try:
                 insn = decode(code[pc : pc + INSN_BYTES], pc=pc)
             except IllegalInstruction as e:
-                raise ExecError(f"illegal instruction: {e}", index, pc) from None
+                raise ExecError(
+                    f"illegal instruction: {e}", index, pc, fault=Fault.ILLEGAL_INSN
+                ) from None
             try:
                 self.step(insn, on_checkpoint)
             except ExecError as e:
-                raise ExecError(e.reason, index, pc, insn) from None
+                raise ExecError(e.reason, index, pc, insn, e.fault) from None
             st = self.stats
             st.retired += 1
             st.per_opcode[insn.opcode.name] += 1
@@ -213,31 +227,39 @@ class RefMachine:
 
     def _exec_dma_st(self, i: Insn) -> None:
         if i.rows > 1 and i.dram_rs == 0 or i.cols > 1 and i.dram_cs == 0:
-            raise ExecError("store with a zero stride writes one address twice")
+            raise ExecError(
+                "store with a zero stride writes one address twice", fault=Fault.BAD_OPERANDS
+            )
         src = self._sram(i.space, i.sram, i.sram_stride, i.rows, i.cols, "source")
         dst = self._dram(i.dtype, i.dram, i.dram_rs, i.dram_cs, i.rows, i.cols, "destination")
         if i.dtype == DType.BF16:
             dst[...] = nx.f32_to_bf16_bits(src)
         else:
             if i.space == Mem.SPAD:
-                raise ExecError("SPAD holds bf16: store it as bf16, not fp32")
+                raise ExecError(
+                    "SPAD holds bf16: store it as bf16, not fp32", fault=Fault.BAD_OPERANDS
+                )
             dst[...] = src
         self.stats.dma_bytes += dst.size * dst.itemsize
 
     def _exec_gather(self, i: Insn) -> None:
         if i.idx % 4:
-            raise ExecError(f"index address {i.idx:#x} not aligned to 4 bytes")
+            raise ExecError(
+                f"index address {i.idx:#x} not aligned to 4 bytes", fault=Fault.DRAM_ALIGN
+            )
         if i.idx + 4 * i.rows > self.dram.size:
-            raise ExecError(f"index array at {i.idx:#x} out of range")
+            raise ExecError(f"index array at {i.idx:#x} out of range", fault=Fault.DRAM_RANGE)
+        table = self._dram(i.dtype, i.table_addr, i.table_rs, 1, i.table_rows, i.cols, "table")
+        dst = self._sram(i.space, i.sram, i.sram_stride, i.rows, i.cols, "destination")
+        # Indices are checked as they are read, after the static checks above.
         idx = self.dram.view(np.int32)[i.idx // 4 : i.idx // 4 + i.rows]
         bad = np.nonzero((idx < 0) | (idx >= i.table_rows))[0]
         if bad.size:
             r = int(bad[0])
             raise ExecError(
-                f"gather index {int(idx[r])} (row {r}) outside the {i.table_rows}-row table"
+                f"gather index {int(idx[r])} (row {r}) outside the {i.table_rows}-row table",
+                fault=Fault.GATHER_INDEX,
             )
-        table = self._dram(i.dtype, i.table, i.table_rs, 1, i.table_rows, i.cols, "table")
-        dst = self._sram(i.space, i.sram, i.sram_stride, i.rows, i.cols, "destination")
         rows = table[idx]
         if i.dtype == DType.BF16:
             vals = nx.bf16_bits_to_f32(rows)
@@ -248,7 +270,7 @@ class RefMachine:
 
     def _exec_matmul(self, i: Insn) -> None:
         if i.acc and i.use_bias:
-            raise ExecError("acc and use_bias are exclusive")
+            raise ExecError("acc and use_bias are exclusive", fault=Fault.BAD_OPERANDS)
         a = self._sram(Mem.SPAD, i.a, i.a_stride, i.m, i.k, "A")
         if i.trans_b:
             bt = self._sram(Mem.SPAD, i.b, i.b_stride, i.n, i.k, "B^T")
@@ -324,7 +346,7 @@ class RefMachine:
         d0, d1 = i.dst, i.dst + max(i.rows - 1, 0) * i.dst_stride + 1
         a0, a1 = i.a, i.a + max(i.rows - 1, 0) * i.a_stride + i.cols
         if d0 < a1 and a0 < d1:
-            raise ExecError("reduction destination overlaps its source")
+            raise ExecError("reduction destination overlaps its source", fault=Fault.ALIAS)
         op = "sum" if i.funct == VReduceFunct.SUM else "max"
         dst[:, 0] = nx.reduce_rows(np.asarray(a), self.hw.line_elems, op)
 

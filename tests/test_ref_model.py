@@ -147,7 +147,7 @@ def test_gather(machine):
     machine.put_f32(0x100, table)
     machine.m.dram[0x80:0x90] = np.array([3, 0, 9, 3], np.int32).view(np.uint8)
     machine.run(
-        "gather space=acc dtype=fp32 sram=0 sram_stride=32 table=0x100 table_rs=24"
+        "gather space=acc dtype=fp32 sram=0 sram_stride=32 table_addr=0x100 table_rs=24"
         " table_rows=10 idx=0x80 rows=4 cols=24"
     )
     np.testing.assert_array_equal(machine.m.acc[:128].reshape(4, 32)[:, :24], table[[3, 0, 9, 3]])
@@ -157,7 +157,7 @@ def test_gather(machine):
     "source,match",
     [
         (
-            "gather space=acc dtype=fp32 sram=0 sram_stride=16 table=0x100 table_rs=16 table_rows=2"
+            "gather space=acc dtype=fp32 sram=0 sram_stride=16 table_addr=0x100 table_rs=16 table_rows=2"
             " idx=0x80 rows=1 cols=16",
             "gather index 7",
         ),

@@ -37,7 +37,7 @@ def lower_embedding(ctx: LowerCtx, node, args, kwargs):
                 dtype=ctx.dram_dtype(table),
                 sram=addr,
                 sram_stride=stride,
-                table=DramRef(table.buffer, table.byte_offset(c0)),
+                table_addr=DramRef(table.buffer, table.byte_offset(c0)),
                 table_rs=table.strides[0],
                 table_rows=table.shape[0],
                 idx=DramRef(indices.buffer, indices.byte_offset(r0)),

@@ -1,0 +1,217 @@
+// The Loom core: control unit, DMA engine, matrix unit, vector unit, scratchpad and
+// accumulator, a host port (AXI4-Lite control/status registers) and a DRAM port (AXI4).
+module loom_core
+  import loom_pkg::*;
+  import loom_axi_pkg::*;
+  import loom_mem_pkg::*;
+(
+  input  logic        clk_i,
+  input  logic        rst_ni,
+  // Host control/status registers
+  input  axil_req_t   host_req_i,
+  output axil_rsp_t   host_rsp_o,
+  // DRAM
+  output axi_req_t    dram_req_o,
+  input  axi_rsp_t    dram_rsp_i,
+  // Events for the testbench: run finished (done or fault), checkpoint, retirement
+  output logic        irq_o,
+  output logic        ckpt_valid_o,
+  output logic [15:0] ckpt_layer_o,
+  output logic        retire_valid_o,
+  output logic [31:0] retire_index_o,
+  output logic [31:0] retire_pc_o
+);
+
+  logic start, busy, done;
+  logic [31:0] pc_start, code_end, dram_limit, fault_pc, retired;
+  logic [15:0] last_layer;
+  fault_e fault, dma_fault;
+  logic fetch, fetch_done, fetch_err, fetching;
+  logic [31:0] fetch_addr;
+  logic [InsnBits-1:0] fetch_insn, insn;
+  logic dma_start, mxu_start, vpu_start, dma_done, mxu_done, vpu_done;
+  unit_e active;
+  logic [31:0] mxu_macs;
+  mem_req_t dma_mem_req, mxu_mem_req, vpu_mem_req, mem_req;
+  mem_rsp_t mem_rsp;
+
+  loom_csr u_csr (
+    .clk_i,
+    .rst_ni,
+    .axil_req_i     (host_req_i),
+    .axil_rsp_o     (host_rsp_o),
+    .start_o        (start),
+    .pc_start_o     (pc_start),
+    .code_end_o     (code_end),
+    .dram_limit_o   (dram_limit),
+    .busy_i         (busy),
+    .done_i         (done),
+    .fault_i        (fault),
+    .fault_pc_i     (fault_pc),
+    .retired_i      (retired),
+    .last_layer_i   (last_layer),
+    .cycles_i       (cycles_q),
+    .dma_busy_i     (dma_busy_q),
+    .mxu_busy_i     (mxu_busy_q),
+    .vpu_busy_i     (vpu_busy_q),
+    .fetch_stall_i  (fetch_stall_q),
+    .dma_rd_bytes_i (dma_rd_bytes_q),
+    .dma_wr_bytes_i (dma_wr_bytes_q),
+    .macs_i         (macs_q)
+  );
+
+  loom_ctrl u_ctrl (
+    .clk_i,
+    .rst_ni,
+    .start_i        (start),
+    .pc_start_i     (pc_start),
+    .code_end_i     (code_end),
+    .dram_limit_i   (dram_limit),
+    .busy_o         (busy),
+    .done_o         (done),
+    .fault_o        (fault),
+    .fault_pc_o     (fault_pc),
+    .retired_o      (retired),
+    .last_layer_o   (last_layer),
+    .fetch_o        (fetch),
+    .fetch_addr_o   (fetch_addr),
+    .fetch_done_i   (fetch_done),
+    .fetch_err_i    (fetch_err),
+    .fetch_insn_i   (fetch_insn),
+    .insn_o         (insn),
+    .dma_start_o    (dma_start),
+    .mxu_start_o    (mxu_start),
+    .vpu_start_o    (vpu_start),
+    .dma_done_i     (dma_done),
+    .dma_fault_i    (dma_fault),
+    .mxu_done_i     (mxu_done),
+    .vpu_done_i     (vpu_done),
+    .active_o       (active),
+    .fetching_o     (fetching),
+    .ckpt_valid_o,
+    .ckpt_layer_o,
+    .retire_valid_o,
+    .retire_index_o,
+    .retire_pc_o
+  );
+
+  loom_dma u_dma (
+    .clk_i,
+    .rst_ni,
+    .start_i      (dma_start),
+    .insn_i       (insn),
+    .done_o       (dma_done),
+    .fault_o      (dma_fault),
+    .fetch_i      (fetch),
+    .fetch_addr_i (fetch_addr),
+    .fetch_done_o (fetch_done),
+    .fetch_err_o  (fetch_err),
+    .fetch_insn_o (fetch_insn),
+    .axi_req_o    (dram_req_o),
+    .axi_rsp_i    (dram_rsp_i),
+    .mem_req_o    (dma_mem_req),
+    .mem_rsp_i    (mem_rsp)
+  );
+
+  loom_mxu u_mxu (
+    .clk_i,
+    .rst_ni,
+    .start_i   (mxu_start),
+    .insn_i    (insn),
+    .done_o    (mxu_done),
+    .macs_o    (mxu_macs),
+    .mem_req_o (mxu_mem_req),
+    .mem_rsp_i (mem_rsp)
+  );
+
+  loom_vpu u_vpu (
+    .clk_i,
+    .rst_ni,
+    .start_i   (vpu_start),
+    .insn_i    (insn),
+    .done_o    (vpu_done),
+    .mem_req_o (vpu_mem_req),
+    .mem_rsp_i (mem_rsp)
+  );
+
+  // The executing unit owns the memory ports.
+  always_comb begin
+    unique case (active)
+      UNIT_DMA: mem_req = dma_mem_req;
+      UNIT_MXU: mem_req = mxu_mem_req;
+      UNIT_VPU: mem_req = vpu_mem_req;
+      default: mem_req = '0;
+    endcase
+  end
+
+  loom_sram #(
+    .Lines   (SpadLines),
+    .LaneBits(16)
+  ) u_spad (
+    .clk_i,
+    .req_i(mem_req.spad),
+    .rsp_o(mem_rsp.spad)
+  );
+
+  loom_sram #(
+    .Lines   (AccLines),
+    .LaneBits(32)
+  ) u_acc (
+    .clk_i,
+    .req_i(mem_req.acc),
+    .rsp_o(mem_rsp.acc)
+  );
+
+  // ------------------------------------------------------------------ performance counters
+  logic [63:0] cycles_q, dma_rd_bytes_q, dma_wr_bytes_q, macs_q;
+  logic [31:0] dma_busy_q, mxu_busy_q, vpu_busy_q, fetch_stall_q;
+  logic [63:0] dma_bytes;
+
+  // Bytes an issuing DMA instruction moves (the ISA model's dma_bytes).
+  always_comb begin
+    dma_ld_insn_t d;
+    gather_insn_t g;
+    d = dma_ld_insn_t'(insn);
+    g = gather_insn_t'(insn);
+    dma_bytes = 64'(d.rows) * 64'(d.cols) * ((d.dtype == DTYPE_BF16) ? 64'd2 : 64'd4);
+    if (opcode_e'(insn[7:0]) == OPCODE_GATHER) dma_bytes = dma_bytes + 64'(g.rows) * 64'd4;
+  end
+
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      cycles_q <= '0;
+      dma_rd_bytes_q <= '0;
+      dma_wr_bytes_q <= '0;
+      macs_q <= '0;
+      dma_busy_q <= '0;
+      mxu_busy_q <= '0;
+      vpu_busy_q <= '0;
+      fetch_stall_q <= '0;
+    end else if (start) begin
+      cycles_q <= '0;
+      dma_rd_bytes_q <= '0;
+      dma_wr_bytes_q <= '0;
+      macs_q <= '0;
+      dma_busy_q <= '0;
+      mxu_busy_q <= '0;
+      vpu_busy_q <= '0;
+      fetch_stall_q <= '0;
+    end else begin
+      if (busy) cycles_q <= cycles_q + 64'd1;
+      if (active == UNIT_DMA) dma_busy_q <= dma_busy_q + 32'd1;
+      if (active == UNIT_MXU) mxu_busy_q <= mxu_busy_q + 32'd1;
+      if (active == UNIT_VPU) vpu_busy_q <= vpu_busy_q + 32'd1;
+      if (fetching) fetch_stall_q <= fetch_stall_q + 32'd1;
+      if (dma_start && opcode_e'(insn[7:0]) == OPCODE_DMA_ST) begin
+        dma_wr_bytes_q <= dma_wr_bytes_q + dma_bytes;
+      end else if (dma_start) begin
+        dma_rd_bytes_q <= dma_rd_bytes_q + dma_bytes;
+      end
+      macs_q <= macs_q + 64'(mxu_macs);
+    end
+  end
+
+  // A run ends in done or a fault: one level the host can wait on.
+  assign irq_o = !busy && (done || fault != FAULT_NONE);
+
+endmodule

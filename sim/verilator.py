@@ -1,0 +1,329 @@
+"""The "verilator" backend: device segments run on the RTL, simulated by Verilator under
+the cocotb + pyuvm testbench (testbench/).
+
+The simulator is a separate process (cocotb embeds Python in it). This class starts it
+once, then sends one request per device segment over a local socket. DRAM is a file
+both processes map: the RTL's simulated DRAM (DPI-C) and numpy here see the same bytes,
+so checkpoints are read without copies. Small images are streamed through the host
+port (front door); large ones are written straight into the mapping (back door).
+
+At every checkpoint the testbench's scoreboard compares the layer's tensor with the ISA
+model bit for bit, then hands control here so the golden checks can read the layer;
+the run goes on when on_checkpoint returns.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import select
+import sys
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Listener
+from pathlib import Path
+
+import numpy as np
+
+from compiler.asm import format_insn
+from compiler.hw import HwConfig
+from compiler.isa import INSN_BYTES, BMode, Fault, IllegalInstruction, Opcode, decode
+from sim import rtl_build
+
+FRONTDOOR_MAX_BYTES = 16 * 1024
+START_TIMEOUT_S = 120
+
+
+class RtlError(RuntimeError):
+    """The RTL faulted, hung, or disagreed with the ISA model."""
+
+    def __init__(self, message: str, fault: Fault | None = None, index: int | None = None):
+        super().__init__(message)
+        self.fault = fault
+        self.index = index
+
+
+def cycle_budget(code: bytes, pc: int, hw: HwConfig) -> tuple[int, int]:
+    """(watchdog budget in cycles, instructions until HALT) for the segment at pc: a
+    generous upper bound per instruction, so only a real hang trips it."""
+    line = hw.line_elems
+    lat = hw.dram_latency_cycles
+    bus = hw.dram_bus_bits // 8
+    total, count = 0, 0
+    while pc + INSN_BYTES <= len(code):
+        try:
+            i = decode(code[pc : pc + INSN_BYTES])
+        except IllegalInstruction:
+            break
+        count += 1
+        cost = 2 * lat + 64  # fetch and issue
+        op = i.opcode
+        if op in (Opcode.DMA_LD, Opcode.DMA_ST, Opcode.GATHER):
+            esize = 2 if i.dtype else 4
+            per_row = i.cols + -(-i.cols * esize // bus) + 4
+            cost += i.rows * per_row + (i.rows + 2) * lat * (2 if op == Opcode.GATHER else 1)
+        elif op == Opcode.MATMUL:
+            tiles = -(-i.m // line) * -(-i.n // line)
+            cost += tiles * (i.k + 6 * line + 8)
+        elif op in (Opcode.MOVE, Opcode.VBIN, Opcode.VUNARY, Opcode.VREDUCE, Opcode.VMASK):
+            cost += i.rows * (-(-i.cols // line) + 2)
+            if op == Opcode.VBIN and i.bmode == BMode.IMM:
+                cost += 0
+        total += cost
+        pc += INSN_BYTES
+        if op == Opcode.HALT:
+            break
+    return 2 * total + 100_000, count
+
+
+class VerilatorBackend:
+    name = "verilator"
+
+    def __init__(
+        self,
+        hw: HwConfig,
+        trace: bool = False,
+        progress: bool = False,
+        defines: dict | None = None,
+        workdir: str | Path | None = None,
+    ):
+        self.hw = hw
+        self.progress = progress
+        self.trace = [] if trace else None  # the retire trace is issue 4's lockstep port
+        self.build = rtl_build.build(hw, defines=defines)
+        self.workdir = Path(workdir or self.build.dir / f"run-{os.getpid()}-{id(self):x}")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.dram_path = self.workdir / "dram.bin"
+        self.layers: dict[int, dict] = {}
+        self.layer_paths: dict[int, str] = {}
+        self._conn = None
+        self._thread: threading.Thread | None = None
+        self._sim_error: BaseException | None = None
+        self._shared: np.memmap | None = None
+        self._stats = {
+            "cycles": 0,
+            "retired": 0,
+            "layer_cycles": {},
+            "isa_mismatches": [],
+            "build_s": round(self.build.seconds, 2),
+            "rebuilt": self.build.built,
+        }
+        self._counters: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ hooks for sim.run
+    def bind_program(self, program) -> None:
+        self.layers = {la["id"]: {"output": la["output"]} for la in program.layers}
+        self.layer_paths = {la["id"]: la["path"] for la in program.layers}
+
+    def new_dram(self, nbytes: int) -> np.ndarray:
+        """The DRAM image: the shared file itself when it is too large for the front door."""
+        if nbytes <= FRONTDOOR_MAX_BYTES:
+            return np.zeros(nbytes, dtype=np.uint8)
+        return self._map(nbytes)
+
+    def _map(self, nbytes: int) -> np.memmap:
+        if self._shared is None or self._shared.size != nbytes:
+            with open(self.dram_path, "wb") as f:
+                f.truncate(nbytes)
+            self._shared = np.memmap(self.dram_path, dtype=np.uint8, mode="r+", shape=(nbytes,))
+        return self._shared
+
+    # ------------------------------------------------------------------ simulator process
+    def _start(self) -> None:
+        key = secrets.token_hex(16)
+        sock = str(self.workdir / "tb.sock")
+        if os.path.exists(sock):
+            os.unlink(sock)
+        listener = Listener(sock, family="AF_UNIX", authkey=key.encode())
+        env = {
+            "LOOM_TB_SOCKET": sock,
+            "LOOM_TB_KEY": key,
+            "LOOM_HW": __import__("json").dumps(self.hw.to_dict()),
+            # Only our test module gets cocotb's assertion rewriting (import cost).
+            "COCOTB_REWRITE_ASSERTION_FILES": "serve.py",
+        }
+        self._thread = threading.Thread(target=self._simulate, args=(env,), daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        raw = listener._listener._socket  # poll, so a simulator that dies is noticed
+        while True:
+            ready, _, _ = select.select([raw], [], [], 0.5)
+            if ready:
+                break
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                listener.close()
+                raise RtlError(
+                    f"the simulator did not start ({self._sim_error or 'timeout'});"
+                    f" see {self.workdir}/sim.log"
+                )
+        self._conn = listener.accept()
+        listener.close()
+        hello = self._conn.recv()
+        assert hello.get("event") == "ready", hello
+
+    def _simulate(self, env: dict) -> None:
+        from cocotb_tools.runner import get_runner
+
+        rtl_build.apply_toolchain_env()
+        try:
+            runner = get_runner("verilator")
+            log = self.workdir / "sim.log"
+            runner.test(
+                test_module="testbench.serve",
+                hdl_toplevel=self.build.toplevel,
+                hdl_toplevel_lang="verilog",
+                build_dir=self.build.dir,
+                test_dir=self.workdir,
+                extra_env=env,
+                results_xml=str(self.workdir / "results.xml"),
+                log_file=log,
+            )
+        except BaseException as e:  # reported by _start / run_segment
+            self._sim_error = e
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.send({"cmd": "quit"})
+            except OSError:
+                pass
+            self._conn.close()
+            self._conn = None
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------ running
+    def _recv(self):
+        while not self._conn.poll(1.0):
+            if self._thread is None or not self._thread.is_alive():
+                raise RtlError(
+                    f"the simulator exited unexpectedly; see {self.workdir}/sim.log"
+                    f" ({self._sim_error})"
+                )
+        return self._conn.recv()
+
+    def run_segment(
+        self, dram: np.ndarray, code: bytes, pc: int, on_checkpoint: Callable[[int], None]
+    ) -> None:
+        if self._conn is None:
+            self._start()
+        shared = dram if isinstance(dram, np.memmap) else self._map(dram.size)
+        image = None
+        if shared is not dram:
+            if dram.size <= FRONTDOOR_MAX_BYTES:
+                image = dram.tobytes()
+            else:
+                shared[:] = dram
+        budget, n_insns = cycle_budget(code, pc, self.hw)
+        self._conn.send(
+            {
+                "cmd": "run",
+                "dram_path": str(self.dram_path),
+                "pc": pc,
+                "code_end": len(code),
+                "layers": self.layers,
+                "budget_cycles": budget,
+                "image": image,
+            }
+        )
+        t0 = time.perf_counter()
+        base_cycles = self._stats["cycles"]
+        prev_cycle = 0
+        while True:
+            msg = self._recv()
+            if msg["event"] == "checkpoint":
+                layer, cycle = msg["layer"], msg["cycle"]
+                self._stats["layer_cycles"][layer] = cycle - prev_cycle
+                prev_cycle = cycle
+                ref = msg["ref"]
+                if not ref.get("match"):
+                    self._stats["isa_mismatches"].append(
+                        {"layer": layer, "path": self.layer_paths.get(layer), **ref}
+                    )
+                if shared is not dram:
+                    dram[:] = shared
+                if self.progress:
+                    self._print_progress(layer, ref, cycle, ref["retired"], n_insns, t0)
+                try:
+                    on_checkpoint(layer)
+                finally:
+                    self._conn.send({"cmd": "continue"})
+                continue
+            break
+        if shared is not dram:
+            dram[:] = shared
+        self._stats["cycles"] = base_cycles + msg["cycles"]
+        self._stats["retired"] += msg["retired"]
+        for k, v in msg["counters"].items():
+            self._counters[k] = self._counters.get(k, 0) + v
+        self._finish(msg, code)
+
+    def _where(self, code: bytes, index: int, pc: int) -> str:
+        try:
+            text = format_insn(decode(code[pc : pc + INSN_BYTES]))
+        except (IllegalInstruction, ValueError):
+            text = code[pc : pc + INSN_BYTES].hex() if pc + INSN_BYTES <= len(code) else "?"
+        return f"instruction {index} (pc {pc:#x}): {text}"
+
+    def _layer_after(self, last_layer: int, seen_any: bool) -> str:
+        ids = sorted(self.layer_paths)
+        nxt = [i for i in ids if i > last_layer] if seen_any else ids
+        return self.layer_paths[nxt[0]] if nxt else "(after the last checkpoint)"
+
+    def _finish(self, msg: dict, code: bytes) -> None:
+        status = msg["status"]
+        seen = bool(self._stats["layer_cycles"])
+        layer = self._layer_after(msg["last_layer"], seen) if self.layer_paths else "-"
+        if status == "fault":
+            fault = Fault(msg["fault"]) if msg["fault"] in Fault._value2member_map_ else None
+            index = msg["retired"]
+            where = self._where(code, index, msg["fault_pc"])
+            ref = msg["ref_fault"]
+            agree = (
+                "the ISA model reports the same fault"
+                if ref == msg["fault"]
+                else f"the ISA model reports {msg['ref_fault_msg'] or 'no fault'}"
+            )
+            raise RtlError(
+                f"RTL fault {fault.name if fault else msg['fault']} at {where};"
+                f" layer {layer}; cycle {msg['cycles']}; {agree}",
+                fault,
+                index,
+            )
+        if status == "timeout":
+            where = self._where(code, msg["current_index"], msg["current_pc"])
+            raise RtlError(
+                f"simulation hang: no HALT within the watchdog budget ({msg['cycles']} cycles);"
+                f" {msg['retired']} instructions retired, stuck at {where}; layer {layer}"
+            )
+        if msg["ref_fault"] is not None:
+            raise RtlError(f"the RTL finished but the ISA model faulted: {msg['ref_fault_msg']}")
+        if not msg["final"]["match"]:
+            self._stats["isa_mismatches"].append({"layer": None, **msg["final"]})
+
+    def _print_progress(self, layer, ref, cycle, retired, n_insns, t0) -> None:
+        elapsed = time.perf_counter() - t0
+        frac = min(1.0, retired / max(1, n_insns))
+        eta = elapsed / frac - elapsed if frac > 0 else float("nan")
+        status = "bit-exact" if ref.get("match") else "MISMATCH"
+        path = self.layer_paths.get(layer, str(layer))
+        print(
+            f"  [{retired:>6}/{n_insns}] {path:<34} {status:<9} cycle {cycle:>11,}"
+            f"  elapsed {elapsed:7.1f} s  left ~{eta:6.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    @property
+    def stats(self) -> dict:
+        out = dict(self._stats)
+        out.update(self._counters)
+        return out

@@ -1,0 +1,315 @@
+"""Every ISA v1 instruction on the RTL, checked bit for bit against the ISA model.
+
+Each test assembles a program, places data in DRAM, runs it on both the RTL (one
+simulator process for the module) and the ISA model, and compares the whole DRAM image.
+Data include special values (NaN, inf, subnormals, signed zeros). Faulting programs must
+end with the same fault code as the ISA model, never a hang.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compiler.asm import assemble
+from compiler.hw import DEFAULT_HW
+from compiler.isa import Fault, encode_program
+from sim.ref import ExecError, RefMachine
+
+pytestmark = pytest.mark.rtl
+
+DATA = 0x4000  # code below, data from here
+DRAM_BYTES = 0x20000
+SPECIALS = np.array(
+    [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 3.4e38, -3.4e38, 1.0, -1.0, 88.7, -87.4],
+    dtype=np.float32,
+)
+
+
+@pytest.fixture(scope="module")
+def rtl():
+    from sim.verilator import VerilatorBackend
+
+    backend = VerilatorBackend(DEFAULT_HW)
+    yield backend
+    backend.close()
+
+
+def _image(source: str, data: dict[int, np.ndarray]) -> tuple[np.ndarray, bytes]:
+    code = encode_program(assemble(source + "\nhalt"))
+    assert len(code) <= DATA
+    dram = np.zeros(DRAM_BYTES, dtype=np.uint8)
+    dram[: len(code)] = np.frombuffer(code, dtype=np.uint8)
+    for addr, arr in data.items():
+        raw = np.ascontiguousarray(arr).view(np.uint8).reshape(-1)
+        dram[addr : addr + raw.size] = raw
+    return dram, code
+
+
+def run_both(rtl, source: str, data: dict[int, np.ndarray]) -> np.ndarray:
+    """Run on the RTL and the ISA model; assert identical DRAM; return the RTL image."""
+    dram, code = _image(source, data)
+    ref = dram.copy()
+    RefMachine(DEFAULT_HW, ref).run(code, 0)
+    rtl.run_segment(dram, code, 0, lambda layer: None)
+    diff = np.nonzero(dram != ref)[0]
+    assert diff.size == 0, f"{diff.size} bytes differ, first at {int(diff[0]):#x}"
+    assert not rtl.stats["isa_mismatches"]
+    return dram
+
+
+def expect_fault(rtl, source: str, data: dict[int, np.ndarray], fault: Fault) -> None:
+    from sim.verilator import RtlError
+
+    dram, code = _image(source, data)
+    with pytest.raises(ExecError) as ref_err:
+        RefMachine(DEFAULT_HW, dram.copy()).run(code, 0)
+    assert ref_err.value.fault == fault
+    with pytest.raises(RtlError) as err:
+        rtl.run_segment(dram, code, 0, lambda layer: None)
+    assert err.value.fault == fault, str(err.value)
+    assert "the ISA model reports the same fault" in str(err.value)
+
+
+def rand(rng, *shape, specials=True) -> np.ndarray:
+    x = rng.standard_normal(shape).astype(np.float32) * 4
+    if specials:
+        flat = x.reshape(-1)
+        idx = rng.choice(flat.size, size=min(flat.size // 4, SPECIALS.size), replace=False)
+        flat[idx] = SPECIALS[: idx.size]
+    return x
+
+
+# ------------------------------------------------------------------ control
+def test_control_and_checkpoints(rtl):
+    seen = []
+    dram, code = _image("nop\nfence\ncheckpoint layer=7\nnop\ncheckpoint layer=9", {})
+    rtl.layers = {
+        7: {"output": {"dtype": "float32", "addr": DATA, "offset": 0, "shape": [4], "strides": [1]}},
+        9: {"output": {"dtype": "float32", "addr": DATA, "offset": 0, "shape": [4], "strides": [1]}},
+    }
+    try:
+        rtl.run_segment(dram, code, 0, seen.append)
+    finally:
+        rtl.layers = {}
+    assert seen == [7, 9]
+    assert rtl.stats["retired"] >= 6
+
+
+# ------------------------------------------------------------------ DMA
+@pytest.mark.parametrize("space", ["acc", "spad"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_dma_roundtrip(rtl, space, dtype):
+    rng = np.random.default_rng(1)
+    x = rand(rng, 5, 37)
+    src = x if dtype == "fp32" else (x.view(np.uint32) >> 16).astype(np.uint16)
+    st_dtype = "bf16" if space == "spad" else dtype
+    run_both(
+        rtl,
+        f"""dma_ld space={space} dtype={dtype} sram=32 sram_stride=48 dram={DATA} dram_rs=37 dram_cs=1 rows=5 cols=37
+        dma_st space={space} dtype={st_dtype} sram=32 sram_stride=48 dram={DATA + 0x4000} dram_rs=40 dram_cs=1 rows=5 cols=37""",
+        {DATA: src},
+    )
+
+
+def test_dma_strided_transpose_and_bursts(rtl):
+    rng = np.random.default_rng(2)
+    x = rand(rng, 24, 40)
+    # Transposing load (column stride 40), a long row crossing 4 KiB, strided store.
+    run_both(
+        rtl,
+        f"""dma_ld space=acc dtype=fp32 sram=0 sram_stride=32 dram={DATA} dram_rs=1 dram_cs=40 rows=40 cols=24
+        dma_st space=acc dtype=fp32 sram=0 sram_stride=32 dram={DATA + 0x5000} dram_rs=1 dram_cs=41 rows=40 cols=24
+        dma_ld space=spad dtype=fp32 sram=0 sram_stride=960 dram={DATA} dram_rs=960 dram_cs=1 rows=1 cols=960
+        dma_st space=spad dtype=bf16 sram=0 sram_stride=960 dram={DATA + 0xC003 * 2} dram_rs=960 dram_cs=1 rows=1 cols=960
+        dma_ld space=acc dtype=bf16 sram=4096 sram_stride=16 dram={DATA + 2} dram_rs=3 dram_cs=5 rows=9 cols=3
+        dma_st space=acc dtype=fp32 sram=4096 sram_stride=16 dram={DATA + 0x9000} dram_rs=3 dram_cs=1 rows=9 cols=3""",
+        {DATA: x},
+    )
+
+
+def test_gather(rtl):
+    rng = np.random.default_rng(3)
+    table = rand(rng, 30, 20)
+    idx = np.array([3, 0, 29, 3, 7], dtype=np.int32)
+    run_both(
+        rtl,
+        f"""gather space=acc dtype=fp32 sram=0 sram_stride=32 table_addr={DATA} table_rs=20 table_rows=30 idx={DATA + 0x3000} rows=5 cols=20
+        gather space=spad dtype=fp32 sram=0 sram_stride=32 table_addr={DATA} table_rs=20 table_rows=30 idx={DATA + 0x3000} rows=5 cols=17
+        dma_st space=acc dtype=fp32 sram=0 sram_stride=32 dram={DATA + 0x4000} dram_rs=20 dram_cs=1 rows=5 cols=20
+        dma_st space=spad dtype=bf16 sram=0 sram_stride=32 dram={DATA + 0x5000} dram_rs=17 dram_cs=1 rows=5 cols=17""",
+        {DATA: table, DATA + 0x3000: idx},
+    )
+
+
+# ------------------------------------------------------------------ matrix unit
+MATMUL_SHAPES = [
+    (1, 1, 1),
+    (3, 5, 7),
+    (16, 16, 16),
+    (8, 40, 33),
+    (17, 16, 48),
+    (33, 20, 5),
+    (5, 3, 0),
+]
+
+
+@pytest.mark.parametrize("m,n,k", MATMUL_SHAPES)
+@pytest.mark.parametrize("mode", ["plain", "trans_b", "acc", "bias"])
+def test_matmul_shapes(rtl, m, n, k, mode):
+    rng = np.random.default_rng(m * 1000 + n * 10 + k)
+    kp, np_ = max(16, -(-k // 16) * 16), max(16, -(-n // 16) * 16)
+    a = rand(rng, m, max(k, 1), specials=m * k > 64)
+    b = rand(rng, max(k, 1), n, specials=False)
+    c0 = rand(rng, m, n, specials=False)
+    bias = rand(rng, 1, n, specials=False)
+    trans = mode == "trans_b"
+    b_src = b.T.copy() if trans else b
+    b_rows, b_cols = (n, k) if trans else (k, n)
+    b_stride = kp if trans else np_
+    flags = {"plain": "", "trans_b": "trans_b=1", "acc": "acc=1", "bias": "use_bias=1"}[mode]
+    run_both(
+        rtl,
+        f"""dma_ld space=spad dtype=fp32 sram=0 sram_stride={kp} dram={DATA} dram_rs={max(k, 1)} dram_cs=1 rows={m} cols={k}
+        dma_ld space=spad dtype=fp32 sram=16384 sram_stride={b_stride} dram={DATA + 0x3000} dram_rs={b_cols if k else 1} dram_cs=1 rows={b_rows} cols={b_cols}
+        dma_ld space=acc dtype=fp32 sram=0 sram_stride={np_} dram={DATA + 0x6000} dram_rs={n} dram_cs=1 rows={m} cols={n}
+        dma_ld space=acc dtype=fp32 sram=8192 sram_stride={np_} dram={DATA + 0x8000} dram_rs={n} dram_cs=1 rows=1 cols={n}
+        matmul dst=0 dst_stride={np_} a=0 a_stride={kp} b=16384 b_stride={b_stride} bias=8192 m={m} n={n} k={k} {flags}
+        dma_st space=acc dtype=fp32 sram=0 sram_stride={np_} dram={DATA + 0xA000} dram_rs={n} dram_cs=1 rows={m} cols={n}""",
+        {DATA: a, DATA + 0x3000: b_src, DATA + 0x6000: c0, DATA + 0x8000: bias},
+    )
+
+
+# ------------------------------------------------------------------ vector unit
+LOAD_AB = f"""dma_ld space=acc dtype=fp32 sram=0 sram_stride=48 dram={DATA} dram_rs=40 dram_cs=1 rows=6 cols=40
+dma_ld space=acc dtype=fp32 sram=512 sram_stride=48 dram={DATA + 0x1000} dram_rs=40 dram_cs=1 rows=6 cols=40"""
+STORE_OUT = f"dma_st space=acc dtype=fp32 sram=1024 sram_stride=48 dram={DATA + 0x2000} dram_rs=40 dram_cs=1 rows=6 cols=40"
+
+
+@pytest.mark.parametrize("op", ["vadd", "vsub", "vmul", "vmax", "vmin"])
+def test_vbin(rtl, op):
+    rng = np.random.default_rng(4)
+    a, b = rand(rng, 6, 40), rand(rng, 6, 40)
+    run_both(
+        rtl,
+        f"""{LOAD_AB}
+        {op} dst=1024 dst_stride=48 a=0 a_stride=48 b=512 b_stride=48 rows=6 cols=40
+        {STORE_OUT}
+        {op} bmode=row dst=1024 dst_stride=48 a=0 a_stride=48 b=512 rows=6 cols=40
+        dma_st space=acc dtype=fp32 sram=1024 sram_stride=48 dram={DATA + 0x3000} dram_rs=40 dram_cs=1 rows=6 cols=40
+        {op} bmode=col dst=1024 dst_stride=48 a=0 a_stride=48 b=512 b_stride=48 rows=6 cols=40
+        dma_st space=acc dtype=fp32 sram=1024 sram_stride=48 dram={DATA + 0x4000} dram_rs=40 dram_cs=1 rows=6 cols=40
+        {op} bmode=imm dst=0 dst_stride=48 a=0 a_stride=48 rows=6 cols=40 imm=-1.5
+        dma_st space=acc dtype=fp32 sram=0 sram_stride=48 dram={DATA + 0x5000} dram_rs=40 dram_cs=1 rows=6 cols=40""",
+        {DATA: a, DATA + 0x1000: b},
+    )
+
+
+@pytest.mark.parametrize("op", ["vcopy", "vexp", "vrecip", "vrsqrt", "vtanh"])
+def test_vunary(rtl, op):
+    rng = np.random.default_rng(5)
+    a = rand(rng, 6, 40) * np.float32(8)
+    a[0, :20] = np.array([0.5, 1e-38, 2e-38, 1e38, 3e38, 0.625, -0.624, 100, -100, 1e-45] * 2)
+    run_both(
+        rtl,
+        f"""{LOAD_AB}
+        {op} dst=1024 dst_stride=48 a=0 a_stride=48 rows=6 cols=40
+        {op} dst=0 dst_stride=48 a=0 a_stride=48 rows=3 cols=33
+        {STORE_OUT}
+        dma_st space=acc dtype=fp32 sram=0 sram_stride=48 dram={DATA + 0x3000} dram_rs=40 dram_cs=1 rows=6 cols=40""",
+        {DATA: a, DATA + 0x1000: a},
+    )
+
+
+@pytest.mark.parametrize("op", ["vrsum", "vrmax"])
+def test_vreduce(rtl, op):
+    rng = np.random.default_rng(6)
+    a = rand(rng, 6, 40)
+    a[1] = -np.inf
+    run_both(
+        rtl,
+        f"""{LOAD_AB}
+        {op} dst=1024 dst_stride=16 a=0 a_stride=48 rows=6 cols=40
+        {op} dst=2048 dst_stride=16 a=512 a_stride=48 rows=6 cols=7
+        dma_st space=acc dtype=fp32 sram=1024 sram_stride=16 dram={DATA + 0x2000} dram_rs=1 dram_cs=1 rows=6 cols=1
+        dma_st space=acc dtype=fp32 sram=2048 sram_stride=16 dram={DATA + 0x2100} dram_rs=1 dram_cs=1 rows=6 cols=1""",
+        {DATA: a, DATA + 0x1000: rand(rng, 6, 40, specials=False)},
+    )
+
+
+def test_vmask_and_move(rtl):
+    rng = np.random.default_rng(7)
+    a = rand(rng, 6, 40)
+    run_both(
+        rtl,
+        f"""{LOAD_AB}
+        vmask dst=1024 dst_stride=48 a=0 a_stride=48 rows=6 cols=40 offset=2 imm=-inf
+        {STORE_OUT}
+        vmask dst=0 dst_stride=48 a=0 a_stride=48 rows=6 cols=40 offset=-3 imm=bits:0x7fc00001
+        move dst_space=spad src_space=acc dst=0 dst_stride=48 src=0 src_stride=48 rows=6 cols=40
+        move dst_space=spad src_space=spad dst=4096 dst_stride=64 src=0 src_stride=48 rows=6 cols=40
+        move dst_space=acc src_space=spad dst=2048 dst_stride=48 src=4096 src_stride=64 rows=6 cols=40
+        move dst_space=acc src_space=acc dst=4096 dst_stride=48 src=512 src_stride=48 rows=6 cols=40
+        dma_st space=acc dtype=fp32 sram=2048 sram_stride=48 dram={DATA + 0x3000} dram_rs=40 dram_cs=1 rows=6 cols=40
+        dma_st space=acc dtype=bf16 sram=4096 sram_stride=48 dram={DATA + 0x4000} dram_rs=40 dram_cs=1 rows=6 cols=40""",
+        {DATA: a, DATA + 0x1000: rand(rng, 6, 40)},
+    )
+
+
+# ------------------------------------------------------------------ faults
+def test_fault_illegal_instruction(rtl):
+    dram, code = _image("nop", {})
+    word = bytearray(32)
+    word[0] = 0xEE  # no such opcode
+    code = code[:32] + bytes(word) + code[32:]
+    dram[: len(code)] = np.frombuffer(code, dtype=np.uint8)
+    from sim.verilator import RtlError
+
+    with pytest.raises(RtlError) as err:
+        rtl.run_segment(dram, code, 0, lambda layer: None)
+    assert err.value.fault == Fault.ILLEGAL_INSN
+    assert "instruction 1 (pc 0x20)" in str(err.value)
+
+
+def test_fault_dma_out_of_range(rtl):
+    expect_fault(
+        rtl,
+        f"dma_ld space=acc dtype=fp32 sram=0 sram_stride=16 dram={DRAM_BYTES - 32} dram_rs=16 dram_cs=1 rows=2 cols=16",
+        {},
+        Fault.DRAM_RANGE,
+    )
+
+
+def test_fault_gather_index(rtl):
+    expect_fault(
+        rtl,
+        f"gather space=acc dtype=fp32 sram=0 sram_stride=16 table_addr={DATA} table_rs=16 table_rows=4 idx={DATA + 0x1000} rows=2 cols=16",
+        {DATA + 0x1000: np.array([1, 4], dtype=np.int32)},
+        Fault.GATHER_INDEX,
+    )
+
+
+@pytest.mark.parametrize(
+    "source,fault",
+    [
+        ("vexp dst=8 dst_stride=16 a=0 a_stride=16 rows=1 cols=4", Fault.SRAM_ALIGN),
+        ("vexp dst=0 dst_stride=16 a=32 a_stride=16 rows=2 cols=20", Fault.SRAM_LAYOUT),
+        ("vexp dst=0 dst_stride=16 a=65520 a_stride=16 rows=2 cols=16", Fault.SRAM_RANGE),
+        ("vexp dst=16 dst_stride=16 a=0 a_stride=16 rows=2 cols=16", Fault.ALIAS),
+        ("matmul dst=0 dst_stride=16 a=0 a_stride=16 b=0 b_stride=16 m=1 n=1 k=1 acc=1 use_bias=1", Fault.BAD_OPERANDS),
+        ("dma_st space=spad dtype=fp32 sram=0 sram_stride=16 dram=0x5000 dram_rs=16 dram_cs=1 rows=1 cols=4", Fault.BAD_OPERANDS),
+        ("dma_ld space=acc dtype=fp32 sram=0 sram_stride=16 dram=0x5002 dram_rs=16 dram_cs=1 rows=1 cols=4", Fault.DRAM_ALIGN),
+    ],
+)
+def test_static_faults(rtl, source, fault):
+    expect_fault(rtl, source, {}, fault)
+
+
+def test_fault_runs_off_the_code(rtl):
+    from sim.verilator import RtlError
+
+    dram, code = _image("nop", {})
+    code = code[:32]  # no HALT
+    with pytest.raises(RtlError) as err:
+        rtl.run_segment(dram, code, 0, lambda layer: None)
+    assert err.value.fault == Fault.FETCH_RANGE
