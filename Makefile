@@ -36,6 +36,7 @@ test-full: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m sim.rtl_build
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -1,5 +1,9 @@
-"""`make bench`: compile and run models on the ISA model; record figures in
-bench/results.json and bench/results.md (figures, not timed assertions)."""
+"""`make bench`: compile and run models on the ISA model and on the RTL; record figures
+in bench/results.json and bench/results.md (figures, not timed assertions).
+
+RTL figures per model: Verilator build time (0 when the cached build was reused),
+simulated cycles, wall time, simulated cycles per second, and the matrix unit's
+utilization per layer kind: ideal cycles (MACs / array PEs) over measured cycles."""
 
 from __future__ import annotations
 
@@ -17,7 +21,54 @@ from sim.models import build
 
 OUT = Path(__file__).resolve().parent
 MODELS = [("gpt2-tiny", 8), ("mlp", 8), ("gpt2", 8)]
+RTL_MODELS = [("gpt2-tiny", 8), ("gpt2", 8)]
 REPEATS = 3
+
+
+def layer_macs(program) -> dict[int, int]:
+    """MACs of the MATMULs between each checkpoint and the one before it."""
+    from compiler.isa import Opcode, decode_program
+
+    out, acc = {}, 0
+    for insn in decode_program(program.code):
+        if insn.opcode == Opcode.MATMUL:
+            acc += insn.m * insn.n * insn.k
+        elif insn.opcode == Opcode.CHECKPOINT:
+            out[insn.layer] = acc
+            acc = 0
+    return out
+
+
+def rtl_row(name: str, tokens: int) -> dict:
+    spec = build(name, tokens=tokens)
+    program = compiler.compile(spec.model, spec.inputs, kwargs=spec.kwargs)
+    t0 = time.perf_counter()
+    result = sim.run(program, spec.inputs, backend="verilator", check=False)
+    wall = time.perf_counter() - t0
+    st = result.stats
+    pes = program.hw.array_dim**2
+    macs = layer_macs(program)
+    kinds: dict[str, list[int]] = {}
+    for la in program.layers:
+        cyc = st["layer_cycles"].get(la["id"], 0)
+        k = kinds.setdefault(la["kind"], [0, 0])
+        k[0] += macs.get(la["id"], 0)
+        k[1] += cyc
+    util = {kind: round(m / pes / c, 4) for kind, (m, c) in sorted(kinds.items()) if m and c}
+    return {
+        "model": name,
+        "tokens": tokens,
+        "build_s": st["build_s"],
+        "cycles": st["cycles"],
+        "wall_s": round(wall, 2),
+        "cycles_per_s": round(st["cycles"] / wall),
+        "macs": st["macs"],
+        "mxu_utilization_overall": round(st["macs"] / pes / st["cycles"], 4),
+        "mxu_utilization_by_kind": util,
+        "isa_mismatches": len(st["isa_mismatches"]),
+        "unit_busy_cycles": {u: st[f"{u}_busy"] for u in ("dma", "mxu", "vpu")},
+        "fetch_stall_cycles": st["fetch_stall"],
+    }
 
 
 def main() -> None:
@@ -47,13 +98,19 @@ def main() -> None:
             }
         )
         print(rows[-1], flush=True)
+    rtl_rows = []
+    for name, tokens in RTL_MODELS:
+        rtl_rows.append(rtl_row(name, tokens))
+        print(rtl_rows[-1], flush=True)
     machine = {
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
-    (OUT / "results.json").write_text(json.dumps({"machine": machine, "ref": rows}, indent=1))
+    (OUT / "results.json").write_text(
+        json.dumps({"machine": machine, "ref": rows, "rtl": rtl_rows}, indent=1)
+    )
     md = [
         "| model | tokens | compile s | ISA model run s (best of 3) | instructions | MACs |"
         " DRAM MiB | activations KiB (no reuse) |",
@@ -64,6 +121,20 @@ def main() -> None:
         f" {r['instructions']} | {r['macs']} | {r['dram_mib']} | {r['activation_kib']}"
         f" ({r['activation_no_reuse_kib']}) |"
         for r in rows
+    ]
+    md += [
+        "",
+        "## RTL (Verilator)",
+        "",
+        "| model | tokens | build s | cycles | wall s | cycles/s | MXU util. |"
+        " util. by layer kind |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    md += [
+        f"| {r['model']} | {r['tokens']} | {r['build_s']} | {r['cycles']:,} | {r['wall_s']} |"
+        f" {r['cycles_per_s']:,} | {r['mxu_utilization_overall']:.1%} |"
+        f" {', '.join(f'{k} {v:.1%}' for k, v in r['mxu_utilization_by_kind'].items())} |"
+        for r in rtl_rows
     ]
     md.append(f"\nMeasured by `make bench` on {machine}.")
     (OUT / "results.md").write_text("\n".join(md) + "\n")

@@ -497,8 +497,8 @@ module loom_dma
 
   assign axi_req_o = axi;
   assign mem_req_o = mem;
-  assign fault_o = fault_q;
-  assign fetch_err_o = fault_q == FAULT_BUS_ERROR;
+  assign fault_o = fault_d;  // final in the done cycle (a fault found by the last beat)
+  assign fetch_err_o = fault_d == FAULT_BUS_ERROR;
   assign fetch_insn_o = fbuf_d;  // the last beat completes the word in the done cycle
 
   always_ff @(posedge clk_i or negedge rst_ni) begin

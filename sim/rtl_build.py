@@ -111,6 +111,7 @@ def build(
     waves: bool = False,
     defines: dict[str, object] | None = None,
     quiet: bool = True,
+    control_file: str = "loom_tb.vlt",
 ) -> Build:
     """Verilate and compile the core with the testbench top; cached (see module doc)."""
     defines = dict(defines or {})
@@ -123,7 +124,7 @@ def build(
     sources = [pkg] + [RTL_DIR / s for s in CORE_SOURCES] + [HDL_DIR / s for s in TB_SOURCES]
     sources += list(extra_sources or [])
     dpi = [HDL_DIR / s for s in DPI_SOURCES]
-    vlt = HDL_DIR / "loom_tb.vlt"
+    vlt = HDL_DIR / control_file
     flags = list(FAST_FLAGS)
     if waves:
         flags += ["--trace-fst", "--trace-structs"]
@@ -167,3 +168,32 @@ def _build_locked(out, toplevel, sources, dpi, vlt, flags, defines, quiet, stamp
         raise RuntimeError(f"Verilator build failed; see {log}")
     stamp.write_text(digest.hexdigest())
     return Build(out, toplevel, built=True, seconds=time.perf_counter() - t0)
+
+
+def lint(hw: HwConfig | None = None) -> int:
+    """`verilator --lint-only -Wall` over the core, waivers from rtl/lint_waivers.vlt."""
+    import subprocess
+
+    from compiler.hw import DEFAULT_HW
+
+    hw = hw or DEFAULT_HW
+    out = BUILD_ROOT / "lint"
+    out.mkdir(parents=True, exist_ok=True)
+    pkg = out / "loom_pkg.sv"
+    pkg.write_text(render_sv_package(hw))
+    env = {**os.environ, **toolchain_env()}
+    cmd = [
+        str(verilator_root() / "bin" / "verilator"),
+        "--lint-only",
+        "-Wall",
+        "--top-module",
+        "loom_core",
+        str(RTL_DIR / "lint_waivers.vlt"),
+        str(pkg),
+        *[str(RTL_DIR / s) for s in CORE_SOURCES],
+    ]
+    return subprocess.run(cmd, env=env).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(lint())

@@ -14,6 +14,8 @@ the run goes on when on_checkpoint returns.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 import select
@@ -139,7 +141,7 @@ class VerilatorBackend:
         env = {
             "LOOM_TB_SOCKET": sock,
             "LOOM_TB_KEY": key,
-            "LOOM_HW": __import__("json").dumps(self.hw.to_dict()),
+            "LOOM_HW": json.dumps(self.hw.to_dict()),
             # Only our test module gets cocotb's assertion rewriting (import cost).
             "COCOTB_REWRITE_ASSERTION_FILES": "serve.py",
         }
@@ -184,10 +186,8 @@ class VerilatorBackend:
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._conn.send({"cmd": "quit"})
-            except OSError:
-                pass
             self._conn.close()
             self._conn = None
         if self._thread is not None:
@@ -195,10 +195,8 @@ class VerilatorBackend:
             self._thread = None
 
     def __del__(self):
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
     # ------------------------------------------------------------------ running
     def _recv(self):

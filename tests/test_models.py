@@ -41,11 +41,12 @@ def test_checks_catch_a_wrong_result():
 
 
 def test_cli_writes_reports(tmp_path):
-    assert sim_main(["gpt2-tiny", "--out", str(tmp_path), "--layers", "1"]) == 0
+    assert sim_main(["gpt2-tiny", "--backend", "ref", "--out", str(tmp_path), "--layers", "1"]) == 0
     assert (tmp_path / "report.json").exists()
     assert "lm_head" in (tmp_path / "report.md").read_text()
 
 
 @pytest.mark.slow
 def test_gpt2_small():
-    assert sim_main(["gpt2", "--out", "build/test-gpt2"]) == 0
+    """Full GPT-2 small (12 blocks, 8 tokens) through the RTL: make test-full."""
+    assert sim_main(["gpt2", "--backend", "verilator", "--out", "build/test-gpt2"]) == 0

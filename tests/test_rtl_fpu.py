@@ -70,7 +70,10 @@ def test_fp_functions_bit_exact(tmp_path):
     from sim import rtl_build
 
     build = rtl_build.build(
-        DEFAULT_HW, toplevel="loom_fpu_tb", extra_sources=[rtl_build.HDL_DIR / "loom_fpu_tb.sv"]
+        DEFAULT_HW,
+        toplevel="loom_fpu_tb",
+        extra_sources=[rtl_build.HDL_DIR / "loom_fpu_tb.sv"],
+        control_file="loom_fpu_tb.vlt",
     )
     a, b = _vectors(np.random.default_rng(1234))
     records = np.zeros((a.size, 8), dtype=np.uint32)

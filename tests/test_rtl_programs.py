@@ -85,8 +85,12 @@ def test_control_and_checkpoints(rtl):
     seen = []
     dram, code = _image("nop\nfence\ncheckpoint layer=7\nnop\ncheckpoint layer=9", {})
     rtl.layers = {
-        7: {"output": {"dtype": "float32", "addr": DATA, "offset": 0, "shape": [4], "strides": [1]}},
-        9: {"output": {"dtype": "float32", "addr": DATA, "offset": 0, "shape": [4], "strides": [1]}},
+        7: {
+            "output": {"dtype": "float32", "addr": DATA, "offset": 0, "shape": [4], "strides": [1]}
+        },
+        9: {
+            "output": {"dtype": "float32", "addr": DATA, "offset": 0, "shape": [4], "strides": [1]}
+        },
     }
     try:
         rtl.run_segment(dram, code, 0, seen.append)
@@ -296,9 +300,18 @@ def test_fault_gather_index(rtl):
         ("vexp dst=0 dst_stride=16 a=32 a_stride=16 rows=2 cols=20", Fault.SRAM_LAYOUT),
         ("vexp dst=0 dst_stride=16 a=65520 a_stride=16 rows=2 cols=16", Fault.SRAM_RANGE),
         ("vexp dst=16 dst_stride=16 a=0 a_stride=16 rows=2 cols=16", Fault.ALIAS),
-        ("matmul dst=0 dst_stride=16 a=0 a_stride=16 b=0 b_stride=16 m=1 n=1 k=1 acc=1 use_bias=1", Fault.BAD_OPERANDS),
-        ("dma_st space=spad dtype=fp32 sram=0 sram_stride=16 dram=0x5000 dram_rs=16 dram_cs=1 rows=1 cols=4", Fault.BAD_OPERANDS),
-        ("dma_ld space=acc dtype=fp32 sram=0 sram_stride=16 dram=0x5002 dram_rs=16 dram_cs=1 rows=1 cols=4", Fault.DRAM_ALIGN),
+        (
+            "matmul dst=0 dst_stride=16 a=0 a_stride=16 b=0 b_stride=16 m=1 n=1 k=1 acc=1 use_bias=1",
+            Fault.BAD_OPERANDS,
+        ),
+        (
+            "dma_st space=spad dtype=fp32 sram=0 sram_stride=16 dram=0x5000 dram_rs=16 dram_cs=1 rows=1 cols=4",
+            Fault.BAD_OPERANDS,
+        ),
+        (
+            "dma_ld space=acc dtype=fp32 sram=0 sram_stride=16 dram=0x5002 dram_rs=16 dram_cs=1 rows=1 cols=4",
+            Fault.DRAM_ALIGN,
+        ),
     ],
 )
 def test_static_faults(rtl, source, fault):
