@@ -18,7 +18,7 @@ fence
 checkpoint layer=7
 dma_ld space=spad dtype=fp32 sram=32 sram_stride=768 dram=0x1000 dram_rs=768 dram_cs=1 rows=8 cols=768
 dma_st space=acc dtype=bf16 sram=0 sram_stride=16 dram=0x40 dram_rs=16 dram_cs=1 rows=2 cols=16
-gather space=acc dtype=fp32 sram=0 sram_stride=64 table=0x100 table_rs=64 table_rows=10 idx=0x80 rows=4 cols=64
+gather space=acc dtype=fp32 sram=0 sram_stride=64 table_addr=0x100 table_rs=64 table_rows=10 idx=0x80 rows=4 cols=64
 matmul dst=0 dst_stride=16 a=0 a_stride=16 b=256 b_stride=16 bias=512 m=8 n=16 k=16 use_bias=1
 move dst_space=spad src_space=acc dst=0 dst_stride=16 src=32 src_stride=16 rows=3 cols=9
 vadd bmode=imm dst=0 dst_stride=16 a=0 a_stride=16 rows=8 cols=16 imm=0.125
