@@ -5,9 +5,6 @@ package loom_axi_pkg;
   localparam int unsigned AddrBits = 32;
   localparam int unsigned DataBits = loom_pkg::DramBusBits;
   localparam int unsigned StrbBits = DataBits / 8;
-  // Bytes per beat as AxSIZE.
-  localparam logic [2:0] BeatSize = 3'($clog2(StrbBits));
-  localparam logic [1:0] BurstIncr = 2'b01;
   localparam logic [1:0] RespOkay = 2'b00;
 
   // Manager -> subordinate.

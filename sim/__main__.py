@@ -147,12 +147,12 @@ def main(argv: list[str] | None = None) -> int:
             unit_busy_cycles={u: st.get(f"{u}_busy") for u in ("dma", "mxu", "vpu")},
             fetch_stall_cycles=st.get("fetch_stall"),
         )
-    failed = failed or not result.passed
     out_dir = Path(args.out or f"build/{args.model.replace(':', '_')}")
     write_reports(out_dir, summary, result.layers, rep)
     if args.save:
         program.save(out_dir / "program.loom")
-    status = "PASS" if not failed else f"FAIL ({len(failed) or 'DRAM'} layers)"
+    ok = not failed and bool(result.passed)
+    status = "PASS" if ok else f"FAIL ({len(failed)} layers)" if failed else "FAIL (DRAM image)"
     print(
         f"\n{status}: {len(result.layers)} checkpoints on backend {args.backend};"
         f" compile {t_compile:.2f} s, run {result.stats['wall_s']:.2f} s,"
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         + f" output max|err| vs eager {out_err:.3e}; report {out_dir}/report.md"
     )
-    return 0 if not failed else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

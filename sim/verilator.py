@@ -30,7 +30,7 @@ import numpy as np
 
 from compiler.asm import format_insn
 from compiler.hw import HwConfig
-from compiler.isa import INSN_BYTES, BMode, Fault, IllegalInstruction, Opcode, decode
+from compiler.isa import INSN_BYTES, Fault, IllegalInstruction, Opcode, decode
 from sim import rtl_build
 
 FRONTDOOR_MAX_BYTES = 16 * 1024
@@ -70,8 +70,6 @@ def cycle_budget(code: bytes, pc: int, hw: HwConfig) -> tuple[int, int]:
             cost += tiles * (i.k + 6 * line + 8)
         elif op in (Opcode.MOVE, Opcode.VBIN, Opcode.VUNARY, Opcode.VREDUCE, Opcode.VMASK):
             cost += i.rows * (-(-i.cols // line) + 2)
-            if op == Opcode.VBIN and i.bmode == BMode.IMM:
-                cost += 0
         total += cost
         pc += INSN_BYTES
         if op == Opcode.HALT:
@@ -92,7 +90,12 @@ class VerilatorBackend:
     ):
         self.hw = hw
         self.progress = progress
-        self.trace = [] if trace else None  # the retire trace is issue 4's lockstep port
+        if trace:
+            raise ValueError(
+                "trace=True is not supported on the verilator backend yet (the RTL's"
+                " retire port exists; recording it is the lockstep work of issue 4)"
+            )
+        self.trace = None
         self.build = rtl_build.build(hw, defines=defines)
         self.workdir = Path(workdir or self.build.dir / f"run-{os.getpid()}-{id(self):x}")
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from pyuvm import uvm_analysis_port, uvm_component, uvm_env, uvm_subscriber
 
-from compiler import isa
 from compiler.csr import STATUS_FAULT
 from compiler.hw import HwConfig
 from sim import dram as dram_io
@@ -117,8 +116,10 @@ class Scoreboard(uvm_subscriber):
         self.ref_dram: np.ndarray | None = None
         self.layers: dict[int, dict] = {}
         self.results: list[dict] = []
+        self.dram: np.ndarray | None = None  # the RTL's DRAM (shared mapping)
 
     def expect(self, hw: HwConfig, dram: np.ndarray, code: bytes, pc: int, layers: dict) -> None:
+        self.dram = dram
         self.layers = layers
         self.expected = {}
         self.results = []
@@ -137,7 +138,8 @@ class Scoreboard(uvm_subscriber):
             self.ref_fault = e
         self.ref_dram = ref_dram
 
-    def check(self, txn: CheckpointTxn, dram: np.ndarray) -> dict:
+    def write(self, txn: CheckpointTxn) -> None:
+        """A checkpoint from the monitor: compare the layer's tensor in the RTL's DRAM."""
         la = self.layers.get(txn.layer)
         row = {"layer": txn.layer, "cycle": txn.cycle, "retired": txn.retired}
         if la is None:
@@ -145,12 +147,8 @@ class Scoreboard(uvm_subscriber):
         elif txn.layer not in self.expected:
             row.update(match=False, reason="the ISA model never reached this checkpoint")
         else:
-            row.update(compare_bits(self.expected[txn.layer], _raw(dram, la["output"]), la))
+            row.update(compare_bits(self.expected[txn.layer], _raw(self.dram, la["output"]), la))
         self.results.append(row)
-        return row
-
-    def write(self, txn):  # analysis port: checkpoints are checked by check() with DRAM
-        pass
 
     def final(self, dram: np.ndarray) -> dict:
         if self.ref_dram is None:
@@ -209,10 +207,3 @@ class LoomEnv(uvm_env):
 
     def connect_phase(self):
         self.monitor.ap.connect(self.scoreboard.analysis_export)
-
-
-def fault_name(code: int) -> str:
-    try:
-        return isa.Fault(code).name
-    except ValueError:
-        return f"unknown fault {code}"

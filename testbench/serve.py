@@ -54,16 +54,14 @@ class LoomServe(uvm_test):
         env.scoreboard.expect(hw, dram, bytes(dram[:code_end]), msg["pc"], msg["layers"])
         await env.host.start(msg["pc"], code_end, dram.size)
         budget = msg["budget_cycles"]
-        status = "done"
+        cycle = 0
         while True:
-            used = await env.host.cycles()
-            kind, layer = await env.monitor.next_event(budget - used)
+            kind, layer = await env.monitor.next_event(budget - cycle)
             if kind == "checkpoint":
                 cycle = await env.host.cycles()
                 retired = await self.bfm.csr_read("RETIRED")
-                txn = CheckpointTxn(layer, cycle, retired)
-                env.monitor.ap.write(txn)
-                row = env.scoreboard.check(txn, dram)
+                env.monitor.ap.write(CheckpointTxn(layer, cycle, retired))
+                row = env.scoreboard.results[-1]
                 conn.send({"event": "checkpoint", "layer": layer, "cycle": cycle, "ref": row})
                 conn.recv()  # the parent has read what it needs
                 continue
