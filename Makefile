@@ -12,8 +12,16 @@ SEED ?= 0
 LAYERS ?=
 WEIGHTS ?=
 HW ?=
+# Debugging (RTL): WAVES=1 records build/<model>/waves.fst (window: LAYER=module.path,
+# CYCLES=a:b or INSN=i:j); TRACE=1 writes an instruction log; FAULT=name injects a fault.
+WAVES ?=
+LAYER ?=
+CYCLES ?=
+INSN ?=
+TRACE ?=
+FAULT ?=
 
-.PHONY: sim test test-full lint format gen bench clean
+.PHONY: sim waves test test-full lint format gen bench clean
 
 # Reinstalled only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -25,7 +33,13 @@ $(STAMP): pyproject.toml
 sim: $(STAMP)
 	$(PY) -m sim $(MODEL) --backend $(BACKEND) --tokens $(TOKENS) --seed $(SEED) \
 		$(if $(LAYERS),--layers $(LAYERS)) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
-		$(if $(HW),--hw $(HW))
+		$(if $(HW),--hw $(HW)) $(if $(WAVES),--waves) $(if $(LAYER),--wave-layer $(LAYER)) \
+		$(if $(CYCLES),--wave-cycles $(CYCLES)) $(if $(INSN),--wave-insns $(INSN)) \
+		$(if $(TRACE),--trace) $(if $(FAULT),--fault $(FAULT))
+
+# Open the newest build/*/waves.fst (or WAVES_FILE=path) with its generated view.
+waves: $(STAMP)
+	$(PY) -m sim.waves $(WAVES_FILE)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not gpu"

@@ -82,6 +82,14 @@ module loom_ctrl
   assign opcode = opcode_e'(insn_q[7:0]);
   assign ckpt = checkpoint_insn_t'(insn_q);
 
+`ifdef LOOM_FAULT_INJECT
+  // Injected fault (+loom_fault_ctrl_pc_skip; debug-harness self-tests, docs/debug.md):
+  // the pc skips the instruction after every MOVE.
+  // Compiled in only with +define+LOOM_FAULT_INJECT.
+  logic fault_pc_skip;
+  initial fault_pc_skip = $test$plusargs("loom_fault_ctrl_pc_skip");
+`endif
+
   always_comb begin
     state_d = state_q;
     pc_d = pc_q;
@@ -176,6 +184,9 @@ module loom_ctrl
             retire_valid_o = 1'b1;
             index_d = index_q + 32'd1;
             pc_d = pc_q + InsnBytes;
+`ifdef LOOM_FAULT_INJECT
+            if (fault_pc_skip && opcode == OPCODE_MOVE) pc_d = pc_q + 2 * InsnBytes;
+`endif
             state_d = ST_FETCH_REQ;
           end
         end

@@ -73,6 +73,14 @@ module loom_dma
     ISS_DONE
   } iss_e;
 
+`ifdef LOOM_FAULT_INJECT
+  // Injected fault (+loom_fault_dma_stride; debug-harness self-tests, docs/debug.md):
+  // loads and stores step DRAM rows by one element too many.
+  // Compiled in only with +define+LOOM_FAULT_INJECT.
+  logic fault_stride;
+  initial fault_stride = $test$plusargs("loom_fault_dma_stride");
+`endif
+
   // ------------------------------------------------------------------ registers
   mode_e mode_d, mode_q;
   dma_ld_insn_t ld_d, ld_q;  // DMA_LD / DMA_ST fields (same layout)
@@ -130,6 +138,11 @@ module loom_dma
       MODE_GATHER: row_base = 32'(64'(ga_q.table_addr) + 64'(gidx_q) * 64'(ga_q.table_rs) * 64'(esize));
       default: row_base = 32'(64'(ld_q.dram) + 64'(iss_row_q) * 64'(ld_q.dram_rs) * 64'(esize));
     endcase
+`ifdef LOOM_FAULT_INJECT
+    if (fault_stride && mode_q != MODE_FETCH && mode_q != MODE_GATHER) begin
+      row_base = 32'(64'(ld_q.dram) + 64'(iss_row_q) * (64'(ld_q.dram_rs) + 64'd1) * 64'(esize));
+    end
+`endif
     if (mode_q == MODE_FETCH) row_bytes = 32'(InsnBytes);
   end
 

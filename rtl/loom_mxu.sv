@@ -63,6 +63,22 @@ module loom_mxu
     return out;
   endfunction
 
+`ifdef LOOM_FAULT_INJECT
+  // Injected fault (+loom_fault_mxu_acc_flip; debug-harness self-tests, docs/debug.md):
+  // MATMUL's accumulate enable is inverted.
+  // Compiled in only with +define+LOOM_FAULT_INJECT.
+  logic fault_acc_flip;
+  initial fault_acc_flip = $test$plusargs("loom_fault_mxu_acc_flip");
+`endif
+
+  // The accumulate enable as the datapath sees it (inverted only by the injected fault).
+  logic acc_flip;
+`ifdef LOOM_FAULT_INJECT
+  assign acc_flip = fault_acc_flip;
+`else
+  assign acc_flip = 1'b0;
+`endif
+
   always_comb begin
     mrows = (mm_q.m - mt_q) < 16'(D) ? mm_q.m - mt_q : 16'(D);
     ncols = (mm_q.n - nt_q) < 16'(D) ? mm_q.n - nt_q : 16'(D);
@@ -121,7 +137,7 @@ module loom_mxu
       end
 
       PH_INIT: begin
-        if (mm_q.acc) begin
+        if (mm_q.acc != acc_flip) begin
           // C rows: read row step, receive row step-1.
           if (step_q < 32'(mrows)) begin
             mem.acc.rd_en[0] = 1'b1;

@@ -34,6 +34,14 @@ module loom_vpu
     logic signed [19:0] offset;
   } vop_t;
 
+`ifdef LOOM_FAULT_INJECT
+  // Injected fault (+loom_fault_vpu_add_round; debug-harness self-tests, docs/debug.md):
+  // VBIN ADD truncates the last mantissa bit of its result.
+  // Compiled in only with +define+LOOM_FAULT_INJECT.
+  logic fault_add_round;
+  initial fault_add_round = $test$plusargs("loom_fault_vpu_add_round");
+`endif
+
   function automatic vop_t unpack(logic [InsnBits-1:0] w);
     vop_t v;
     move_insn_t mv;
@@ -207,6 +215,9 @@ module loom_vpu
                 default: b = b_line[l*32 +: 32];
               endcase
               if (l < int'(ncols)) out[l*32 +: 32] = binary(op_q.funct, a_line[l*32 +: 32], b);
+`ifdef LOOM_FAULT_INJECT
+              if (fault_add_round && op_q.funct[2:0] == 3'(VBINFUNCT_ADD)) out[l*32] = 1'b0;
+`endif
             end
           end
           OPCODE_VUNARY: begin

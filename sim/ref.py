@@ -68,6 +68,7 @@ class Retired:
     pc: int
     opcode: str
     args: dict
+    cycle: int | None = None  # when the RTL retired it (RTL traces only)
 
 
 @dataclass
@@ -169,8 +170,12 @@ class RefMachine:
         on_checkpoint: Callable[[int], None] | None = None,
         trace: list[Retired] | None = None,
         max_insns: int = 50_000_000,
+        on_retire: Callable[[int, int, Insn], None] | None = None,
+        stop_after: int | None = None,
     ) -> int:
-        """Execute from start_pc until HALT; returns the pc after HALT."""
+        """Execute from start_pc until HALT (or until stop_after instructions have
+        retired); returns the pc after the last retired instruction. on_retire(index, pc,
+        insn) is called after each instruction has taken effect."""
         pc = start_pc
         index = 0
         while True:
@@ -197,9 +202,11 @@ class RefMachine:
             st.per_unit[FORMATS[insn.opcode].unit] += 1
             if trace is not None:
                 trace.append(Retired(index, pc, insn.opcode.name, dict(insn.args)))
+            if on_retire is not None:
+                on_retire(index, pc, insn)
             pc += INSN_BYTES
             index += 1
-            if insn.opcode == Opcode.HALT:
+            if insn.opcode == Opcode.HALT or index == stop_after:
                 return pc
             if index >= max_insns:
                 raise ExecError(f"no HALT after {max_insns} instructions", index, pc)

@@ -44,7 +44,7 @@ CORE_SOURCES = [
     "loom_core.sv",
 ]
 TB_SOURCES = ["loom_axi_dram.sv", "loom_tb_top.sv"]
-DPI_SOURCES = ["loom_dram.cc"]
+DPI_SOURCES = ["loom_dram.cc", "loom_lockstep.cc"]
 
 # Speed over everything: -O2 C++, one thread, only the testbench-facing ports public.
 FAST_FLAGS = [
@@ -127,10 +127,13 @@ def build(
     vlt = HDL_DIR / control_file
     flags = list(FAST_FLAGS)
     if waves:
-        flags += ["--trace-fst", "--trace-structs"]
+        # 512-bit lines stay visible (one SRAM line); wider state (the 16x16 fp32
+        # accumulator array) and memories over 32 entries are left out of the trace.
+        flags += ["--trace-fst", "--trace-structs", "--trace-max-width", "512"]
+        defines.setdefault("LOOM_WAVES", 1)
 
     digest = hashlib.sha256()
-    for p in [*sources, *dpi, vlt]:
+    for p in [*sources, *dpi, vlt, HDL_DIR / "loom_sim_main.cc"]:
         digest.update(p.name.encode() + b"\0" + p.read_bytes())
     digest.update(repr((flags, sorted(defines.items()), toplevel)).encode())
     digest.update(str(verilator_root()).encode())
@@ -144,27 +147,79 @@ def build(
         return _build_locked(out, toplevel, sources, dpi, vlt, flags, defines, quiet, stamp, digest)
 
 
+def _lz4_flags(out: Path) -> list[str]:
+    """Verilator's FST writer needs lz4.h and -llz4. Without Debian's liblz4-dev, build
+    against the runtime library liblz4.so.1 (always present: systemd and apt use it)
+    through a declaration header of ours and a linker-name symlink in the build dir."""
+    import ctypes.util
+    import glob
+
+    if Path("/usr/include/lz4.h").exists():
+        return []
+    candidates = sorted(glob.glob("/usr/lib/*/liblz4.so.1") + glob.glob("/lib/*/liblz4.so.1"))
+    found = ctypes.util.find_library("lz4")
+    if not candidates and not found:
+        raise RuntimeError(
+            "FST waveforms need the LZ4 library (Debian: liblz4-1; or liblz4-dev) and"
+            " it is not installed"
+        )
+    libdir = out / "lib"
+    libdir.mkdir(exist_ok=True)
+    link = libdir / "liblz4.so"
+    if not link.exists():
+        link.symlink_to(candidates[0] if candidates else found)
+    return ["-CFLAGS", f"-I{HDL_DIR / 'lz4'}", "-LDFLAGS", f"-L{libdir}"]
+
+
 def _build_locked(out, toplevel, sources, dpi, vlt, flags, defines, quiet, stamp, digest) -> Build:
-    from cocotb_tools.runner import VerilatorControlFile, get_runner
+    """Verilate and compile with our main (sim/hdl/loom_sim_main.cc, which can switch the
+    waveform dump on and off at run time); cocotb's runner only runs the executable."""
+    import subprocess
+
+    import cocotb_tools.config
 
     exe = out / toplevel
-
-    apply_toolchain_env()
+    env = {**os.environ, **toolchain_env()}
+    waves = "--trace-fst" in flags
+    libs = cocotb_tools.config.libs_dir
+    verilate = [
+        str(verilator_root() / "bin" / "verilator"),
+        "--cc",
+        "--exe",
+        "--vpi",
+        "-Mdir",
+        str(out),
+        "--top-module",
+        toplevel,
+        "--prefix",
+        "Vtop",
+        "-o",
+        toplevel,
+        "-LDFLAGS",
+        f"-Wl,-rpath,{libs} -L{libs} -lcocotbvpi_verilator",
+        *flags,
+        *(_lz4_flags(out) if waves else []),
+        *[f"-D{k}={v}" for k, v in sorted(defines.items())],
+        str(HDL_DIR / "loom_sim_main.cc"),
+        *map(str, dpi),
+        str(vlt),
+        *map(str, sources),
+    ]
+    jobs = str(max(1, os.cpu_count() or 1))
+    make = ["make", "-j", jobs, "-C", str(out), "-f", "Vtop.mk", f"VM_TRACE={int(waves)}"]
     t0 = time.perf_counter()
-    runner = get_runner("verilator")
     log = out / "build.log"
-    runner.build(
-        sources=[*sources, VerilatorControlFile(vlt)],
-        hdl_toplevel=toplevel,
-        build_args=[*flags, *map(str, dpi)],
-        defines=defines,
-        build_dir=out,
-        always=True,
-        waves=False,  # tracing flags are ours (FST, structs)
-        log_file=log if quiet else None,
-    )
-    if not exe.exists():
-        sys.stderr.write(log.read_text() if log.exists() else "")
+    with open(log, "w") as f:
+        for cmd in (verilate, make):
+            f.write(" ".join(cmd) + "\n")
+            f.flush()
+            done = subprocess.run(
+                cmd, env=env, stdout=f if quiet else None, stderr=subprocess.STDOUT
+            )
+            if done.returncode != 0:
+                break
+    if not exe.exists() or done.returncode != 0:
+        sys.stderr.write(log.read_text()[-20000:] if log.exists() else "")
         raise RuntimeError(f"Verilator build failed; see {log}")
     stamp.write_text(digest.hexdigest())
     return Build(out, toplevel, built=True, seconds=time.perf_counter() - t0)

@@ -7,9 +7,14 @@ both processes map: the RTL's simulated DRAM (DPI-C) and numpy here see the same
 so checkpoints are read without copies. Small images are streamed through the host
 port (front door); large ones are written straight into the mapping (back door).
 
-At every checkpoint the testbench's scoreboard compares the layer's tensor with the ISA
-model bit for bit, then hands control here so the golden checks can read the layer;
-the run goes on when on_checkpoint returns.
+Every retired instruction is checked against the ISA model as it retires (lockstep,
+sim/lockstep.py); the first divergence stops the run with a DivergenceError that names
+the instruction, layer and cycle and holds the differing values. At every checkpoint
+the scoreboard also compares the layer's tensor bit for bit, then hands control here so
+the golden checks can read the layer; the run goes on when on_checkpoint returns.
+
+Debug options use the "debug" build (FST tracing and the fault-injection sites
+compiled in): waves= records a windowed FST, faults= arms injected faults.
 """
 
 from __future__ import annotations
@@ -31,7 +36,11 @@ import numpy as np
 from compiler.asm import format_insn
 from compiler.hw import HwConfig
 from compiler.isa import INSN_BYTES, Fault, IllegalInstruction, Opcode, decode
+from sim import faults as fault_catalog
 from sim import rtl_build
+from sim.lockstep import Divergence, format_divergence
+from sim.ref import Retired
+from sim.waves import Window
 
 FRONTDOOR_MAX_BYTES = 16 * 1024
 START_TIMEOUT_S = 120
@@ -44,6 +53,14 @@ class RtlError(RuntimeError):
         super().__init__(message)
         self.fault = fault
         self.index = index
+
+
+class DivergenceError(RtlError):
+    """The RTL's retire trace first departed from the ISA model's at `divergence`."""
+
+    def __init__(self, divergence: Divergence):
+        super().__init__(format_divergence(divergence), index=divergence.index)
+        self.divergence = divergence
 
 
 def cycle_budget(code: bytes, pc: int, hw: HwConfig) -> tuple[int, int]:
@@ -87,16 +104,23 @@ class VerilatorBackend:
         progress: bool = False,
         defines: dict | None = None,
         workdir: str | Path | None = None,
+        waves: str | Path | None = None,
+        window: Window | None = None,
+        faults: list[str] | tuple[str, ...] = (),
     ):
         self.hw = hw
         self.progress = progress
-        if trace:
-            raise ValueError(
-                "trace=True is not supported on the verilator backend yet (the RTL's"
-                " retire port exists; recording it is the lockstep work of issue 4)"
-            )
-        self.trace = None
-        self.build = rtl_build.build(hw, defines=defines)
+        self.trace: list[Retired] | None = [] if trace else None
+        self.faults = fault_catalog.check(list(faults))
+        self.waves = Path(waves).resolve() if waves else None
+        self.window = window or Window("all")
+        debug = self.waves is not None or bool(self.faults)
+        defines = dict(defines or {})
+        if debug:
+            defines[fault_catalog.DEFINE] = 1
+        self.build = rtl_build.build(hw, waves=debug, defines=defines)
+        self.code = b""
+        self.checkpoint_pcs: list[tuple[int, int]] = []  # (pc, layer id), in code order
         self.workdir = Path(workdir or self.build.dir / f"run-{os.getpid()}-{id(self):x}")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.dram_path = self.workdir / "dram.bin"
@@ -120,6 +144,22 @@ class VerilatorBackend:
     def bind_program(self, program) -> None:
         self.layers = {la["id"]: {"output": la["output"]} for la in program.layers}
         self.layer_paths = {la["id"]: la["path"] for la in program.layers}
+        self.code = program.code
+        self.checkpoint_pcs = []
+        for pc in range(0, len(program.code) - INSN_BYTES + 1, INSN_BYTES):
+            try:
+                insn = decode(program.code[pc : pc + INSN_BYTES])
+            except IllegalInstruction:
+                continue
+            if insn.opcode == Opcode.CHECKPOINT:
+                self.checkpoint_pcs.append((pc, insn.layer))
+
+    def layer_of(self, pc: int) -> str | None:
+        """The layer an instruction belongs to: the first checkpoint at or after it."""
+        for at, layer in self.checkpoint_pcs:
+            if at >= pc:
+                return self.layer_paths.get(layer, f"layer {layer}")
+        return None
 
     def new_dram(self, nbytes: int) -> np.ndarray:
         """The DRAM image: the shared file itself when it is too large for the front door."""
@@ -148,6 +188,11 @@ class VerilatorBackend:
             # Only our test module gets cocotb's assertion rewriting (import cost).
             "COCOTB_REWRITE_ASSERTION_FILES": "serve.py",
         }
+        if self.waves is not None:
+            self.waves.parent.mkdir(parents=True, exist_ok=True)
+            if self.waves.exists():
+                self.waves.unlink()
+            env["LOOM_WAVES_FILE"] = str(self.waves)
         self._thread = threading.Thread(target=self._simulate, args=(env,), daemon=True)
         self._thread.start()
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -181,6 +226,7 @@ class VerilatorBackend:
                 build_dir=self.build.dir,
                 test_dir=self.workdir,
                 extra_env=env,
+                plusargs=fault_catalog.plusargs(self.faults),
                 results_xml=str(self.workdir / "results.xml"),
                 log_file=log,
             )
@@ -233,6 +279,7 @@ class VerilatorBackend:
                 "layers": self.layers,
                 "budget_cycles": budget,
                 "image": image,
+                "wave_window": self.window.checker_args() if self.waves else (0, 0, 0),
             }
         )
         t0 = time.perf_counter()
@@ -265,7 +312,19 @@ class VerilatorBackend:
         self._stats["retired"] += msg["retired"]
         for k, v in msg["counters"].items():
             self._counters[k] = self._counters.get(k, 0) + v
+        self._record_trace(msg["trace"], code)
         self._finish(msg, code)
+
+    def _record_trace(self, records: np.ndarray, code: bytes) -> None:
+        if self.trace is None:
+            return
+        for pc, cycle, _digest in records.tolist():
+            try:
+                insn = decode(code[pc : pc + INSN_BYTES])
+                op, args = insn.opcode.name, dict(insn.args)
+            except (IllegalInstruction, ValueError):
+                op, args = "ILLEGAL", {}
+            self.trace.append(Retired(len(self.trace), pc, op, args, cycle))
 
     def _where(self, code: bytes, index: int, pc: int) -> str:
         try:
@@ -281,6 +340,12 @@ class VerilatorBackend:
 
     def _finish(self, msg: dict, code: bytes) -> None:
         status = msg["status"]
+        if msg.get("divergence") is not None:
+            d: Divergence = msg["divergence"]
+            d.layer = self.layer_of(d.expected_pc if d.reason == 1 else d.pc)
+            err = DivergenceError(d)
+            err.trace = self.trace  # the retirements up to the divergence (trace=True)
+            raise err
         seen = bool(self._stats["layer_cycles"])
         layer = self._layer_after(msg["last_layer"], seen) if self.layer_paths else "-"
         if status == "fault":

@@ -1,7 +1,8 @@
 """Bus-functional layer: the only code that touches the simulation top's signals.
 
-Python wakes only on transactions and events (checkpoint, irq), never per cycle of a
-running program; DRAM contents move through the shared mapping, not through signals.
+Python wakes only on transactions and events (checkpoint, irq, divergence), never per
+cycle of a running program; DRAM contents move through the shared mapping, not through
+signals; the lockstep checker's tables and results move through ctypes pointers.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ class LoomBfm:
         self._lib.loom_dram_map.argtypes = [ctypes.c_char_p]
         self._lib.loom_dram_map.restype = ctypes.c_int
         self._lib.loom_dram_size.restype = ctypes.c_uint64
+        self._lib.loom_ls_retired.restype = ctypes.c_int64
+        self._lib.loom_ls_divergence.restype = ctypes.c_int64
+        self._lib.loom_ls_wave_window.argtypes = [ctypes.c_int64] * 3
+        self._lockstep_buffers: tuple = ()
         self.mapped: str | None = None
         self.event_layer = 0
 
@@ -105,15 +110,69 @@ class LoomBfm:
         d.dram_we.value = 0
         await RisingEdge(d.clk)
 
+    # ---------------------------------------------------------------- lockstep
+    def lockstep_configure(
+        self,
+        exp_pc: np.ndarray,
+        exp_digest: np.ndarray,
+        regions: np.ndarray,
+        trace: np.ndarray,
+        scratch: np.ndarray,
+        lanes: int,
+        spad_elems: int,
+        acc_elems: int,
+    ) -> None:
+        """Hand the checker one segment's expectations and result buffers (kept alive
+        here until the next segment)."""
+        arrays = (exp_pc, exp_digest, regions, trace, scratch)
+        for a in arrays:
+            assert a.flags.c_contiguous
+        self._lockstep_buffers = arrays
+
+        def ptr(a):
+            return ctypes.c_void_p(a.ctypes.data)
+
+        self._lib.loom_ls_configure(
+            ctypes.c_int64(len(exp_pc)),
+            ptr(exp_pc),
+            ptr(exp_digest),
+            ptr(regions),
+            ptr(trace),
+            ctypes.c_int64(len(trace)),
+            ptr(scratch),
+            ctypes.c_int64(scratch.size),
+            ctypes.c_int64(lanes),
+            ctypes.c_int64(spad_elems),
+            ctypes.c_int64(acc_elems),
+        )
+
+    def lockstep_retired(self) -> int:
+        return int(self._lib.loom_ls_retired())
+
+    def lockstep_divergence(self) -> list[int] | None:
+        out = (ctypes.c_int64 * 8)()
+        if not self._lib.loom_ls_divergence(out):
+            return None
+        return list(out)
+
+    def wave_window(self, mode: int, lo: int, hi: int) -> None:
+        self._lib.loom_ls_wave_window(mode, lo, hi)
+
     # ---------------------------------------------------------------- events
     async def wait_event(self, budget_cycles: int) -> str:
-        """Sleep until a checkpoint, the end of the run (irq) or the cycle budget."""
+        """Sleep until a checkpoint, the end of the run (irq), the first divergence from
+        the ISA model, or the cycle budget."""
         d = self.dut
         timer = Timer(max(1, budget_cycles) * CLOCK_PERIOD_NS, unit="ns")
-        fired = await First(RisingEdge(d.ckpt_valid), RisingEdge(d.irq), timer)
+        fired = await First(
+            RisingEdge(d.ckpt_valid), RisingEdge(d.irq), RisingEdge(d.diverge), timer
+        )
         if fired is timer:
             return "timeout"
         await ReadOnly()
+        if d.diverge.value:
+            await RisingEdge(d.clk)
+            return "diverge"
         kind = "checkpoint" if d.ckpt_valid.value else "irq"
         self.event_layer = int(d.ckpt_layer.value)
         # Leave the read-only phase; the core is fetching, DRAM holds still.

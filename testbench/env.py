@@ -14,6 +14,7 @@ from pyuvm import uvm_analysis_port, uvm_component, uvm_env, uvm_subscriber
 from compiler.csr import STATUS_FAULT
 from compiler.hw import HwConfig
 from sim import dram as dram_io
+from sim import lockstep
 from sim.ref import ExecError, RefMachine
 from testbench.bfm import LoomBfm
 
@@ -104,26 +105,34 @@ class EventMonitor(uvm_component):
 
 
 class Scoreboard(uvm_subscriber):
-    """Compares each checkpoint's tensor in RTL DRAM with the ISA model, bit for bit.
+    """Checks the RTL against the ISA model at two granularities.
 
-    expect() runs the ISA model over the segment on a private copy of the DRAM image
-    and keeps every checkpoint's expected bytes; write() gets the RTL's checkpoints from
-    the monitor; final() compares the whole DRAM image at the end of the segment."""
+    expect() runs the ISA model over the segment on a private copy of the DRAM image,
+    keeping every checkpoint's expected bytes and, per retired instruction, the pc and
+    the digest of what it wrote; those go to the lockstep checker in the simulator,
+    which compares every retirement as it happens (sim/lockstep.py). write() gets the
+    RTL's checkpoints from the monitor and compares the layer's tensor bit for bit;
+    final() compares the whole DRAM image at the end of the segment; divergence()
+    explains the checker's first disagreement."""
 
     def build_phase(self):
+        self.bfm: LoomBfm = self.cdb_get("bfm")
         self.expected: dict[int, np.ndarray] = {}
         self.ref_fault: ExecError | None = None
         self.ref_dram: np.ndarray | None = None
         self.layers: dict[int, dict] = {}
         self.results: list[dict] = []
         self.dram: np.ndarray | None = None  # the RTL's DRAM (shared mapping)
+        self.exp: lockstep.Expectations | None = None
+        self.trace = np.zeros((0, 3), dtype=np.uint64)
 
     def expect(self, hw: HwConfig, dram: np.ndarray, code: bytes, pc: int, layers: dict) -> None:
+        self.hw, self.code, self.pc = hw, code, pc
         self.dram = dram
         self.layers = layers
         self.expected = {}
         self.results = []
-        self.ref_fault = None
+        self.initial_dram = np.array(dram, copy=True)  # to re-run up to a divergence
         ref_dram = np.array(dram, copy=True)
         machine = RefMachine(hw, ref_dram)
 
@@ -132,11 +141,39 @@ class Scoreboard(uvm_subscriber):
             if la is not None:
                 self.expected[layer_id] = _raw(ref_dram, la["output"]).copy()
 
-        try:
-            machine.run(code, pc, on_checkpoint)
-        except ExecError as e:
-            self.ref_fault = e
+        self.exp = lockstep.expectations(machine, code, pc, on_checkpoint)
+        self.ref_fault = self.exp.fault
         self.ref_dram = ref_dram
+        # Room for every retirement the ISA model made, plus a margin for an RTL that
+        # runs on past it (the checker stops at the first extra one anyway).
+        self.trace = np.zeros((len(self.exp.pc) + 16, 3), dtype=np.uint64)
+        self.scratch = np.zeros(self.exp.max_region_words, dtype=np.uint32)
+        self.bfm.lockstep_configure(
+            self.exp.pc,
+            self.exp.digest,
+            np.ascontiguousarray(self.exp.regions),
+            self.trace,
+            self.scratch,
+            hw.line_elems,
+            hw.spad_elems,
+            hw.acc_elems,
+        )
+
+    def retire_trace(self) -> np.ndarray:
+        """[n, 3] uint64: pc, cycle, digest of each retirement so far."""
+        n = min(self.bfm.lockstep_retired(), len(self.trace))
+        return self.trace[:n]
+
+    def divergence(self) -> lockstep.Divergence | None:
+        raw = self.bfm.lockstep_divergence()
+        if raw is None:
+            return None
+        index = raw[1]
+        trace = self.retire_trace()
+        start = int(trace[index - 1, 1]) if 0 < index <= len(trace) else None
+        return lockstep.explain(
+            self.hw, self.initial_dram, self.code, self.pc, self.exp, raw, self.scratch, start
+        )
 
     def write(self, txn: CheckpointTxn) -> None:
         """A checkpoint from the monitor: compare the layer's tensor in the RTL's DRAM."""

@@ -2,9 +2,11 @@
 over a local socket (sim.verilator.VerilatorBackend is the client side).
 
 Per request: map the DRAM file, load the image (front door for small images), let the
-scoreboard run the ISA model on a copy, start the core, then sleep until events. At
-each checkpoint the scoreboard compares the layer's tensor bit for bit and the parent
-gets control (its golden checks read the same shared DRAM) before the core goes on.
+scoreboard run the ISA model on a copy and arm the lockstep checker, set the waveform
+window, start the core, then sleep until events. At each checkpoint the scoreboard
+compares the layer's tensor bit for bit and the parent gets control (its golden checks
+read the same shared DRAM) before the core goes on. The first divergence from the ISA
+model ends the segment with its explanation.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class LoomServe(uvm_test):
             await env.memory.load_frontdoor(msg["image"])
         code_end = msg["code_end"]
         env.scoreboard.expect(hw, dram, bytes(dram[:code_end]), msg["pc"], msg["layers"])
+        self.bfm.wave_window(*msg.get("wave_window", (0, 0, 0)))
         await env.host.start(msg["pc"], code_end, dram.size)
         budget = msg["budget_cycles"]
         cycle = 0
@@ -65,13 +68,18 @@ class LoomServe(uvm_test):
                 conn.send({"event": "checkpoint", "layer": layer, "cycle": cycle, "ref": row})
                 conn.recv()  # the parent has read what it needs
                 continue
-            status = "done" if kind == "irq" else "timeout"
+            status = {"irq": "done", "diverge": "diverge"}.get(kind, "timeout")
             break
         outcome = await env.host.outcome(status)
         index, pc = self.bfm.last_retired()
         sb = env.scoreboard
+        divergence = sb.divergence()
+        if divergence is not None:
+            outcome.status = "diverge"
         dram.flush()
         return {
+            "divergence": divergence,
+            "trace": sb.retire_trace().copy(),
             "event": "end",
             "status": outcome.status,
             "cycles": outcome.cycles,

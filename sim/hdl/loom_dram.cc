@@ -52,6 +52,9 @@ int loom_dram_map(const char* path) {
 
 uint64_t loom_dram_size() { return g_size; }
 
+// The mapping itself, for the lockstep checker's digests of DMA stores.
+uint8_t* loom_dram_base() { return g_base; }
+
 // One beat of `nbytes` bytes at addr; returns 1 (and zeros) when outside the DRAM.
 int loom_dram_read_beat(uint64_t addr, int nbytes, svBitVecVal* data) {
   const int words = nbytes / 4;

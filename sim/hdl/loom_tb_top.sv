@@ -34,8 +34,15 @@ module loom_tb_top
   output logic [15:0] ckpt_layer,
   output logic        retire_valid,
   output logic [31:0] retire_index,
-  output logic [31:0] retire_pc
+  output logic [31:0] retire_pc,
+  output logic        diverge
 );
+
+  import "DPI-C" function void loom_ls_sram_write(
+    input int mem, input int line, input longint unsigned mask,
+    input bit [loom_mem_pkg::LineBits-1:0] data);
+  import "DPI-C" function int loom_ls_retire(input int pc, input longint cycle);
+  import "DPI-C" function int loom_ls_diverged();
 
   axil_req_t host_req;
   axil_rsp_t host_rsp;
@@ -87,5 +94,54 @@ module loom_tb_top
     .host_addr_i (dram_addr),
     .host_wdata_i(dram_wdata)
   );
+
+  // ------------------------------------------------------------------ lockstep checking
+  // Cycles since reset: the waveform's time axis in clock periods.
+  logic [63:0] cycle_q;
+  logic diverge_q;
+
+  // Every SRAM write goes to the checker's shadow before the retirement of the same edge
+  // is checked (statement order), so an instruction's last write counts as its own.
+  always_ff @(posedge clk or negedge rst_n) begin
+    if (!rst_n) begin
+      cycle_q <= '0;
+      diverge_q <= 1'b0;
+    end else begin
+      cycle_q <= cycle_q + 64'd1;
+      if (u_core.mem_req.spad.wr_en) begin
+        loom_ls_sram_write(0, 32'(u_core.mem_req.spad.wr_line), 64'(u_core.mem_req.spad.wr_mask),
+                           u_core.mem_req.spad.wr_data);
+      end
+      if (u_core.mem_req.acc.wr_en) begin
+        loom_ls_sram_write(1, 32'(u_core.mem_req.acc.wr_line), 64'(u_core.mem_req.acc.wr_mask),
+                           u_core.mem_req.acc.wr_data);
+      end
+      if (retire_valid) begin
+        diverge_q <= loom_ls_retire(retire_pc, cycle_q) != 0;
+      end else if (diverge_q) begin
+        diverge_q <= loom_ls_diverged() != 0;  // cleared when the next segment is set up
+      end
+    end
+  end
+  assign diverge = diverge_q;
+
+`ifdef LOOM_WAVES
+  import "DPI-C" function void loom_ls_tick(input longint cycle, input int pc, input bit busy);
+
+  always_ff @(posedge clk) begin
+    loom_ls_tick(cycle_q, u_core.u_ctrl.pc_q, u_core.u_ctrl.busy_o);
+  end
+
+  // Trace-only views of the SRAM write ports, one fp32 word per lane, so waveform
+  // viewers can show them as floats (the saved views in build/<model>/waves.*).
+  logic [31:0] spad_wr_lane[loom_mem_pkg::Lanes];
+  logic [31:0] acc_wr_lane[loom_mem_pkg::Lanes];
+  always_comb begin
+    for (int l = 0; l < int'(loom_mem_pkg::Lanes); l++) begin
+      spad_wr_lane[l] = u_core.mem_req.spad.wr_data[l*32 +: 32];
+      acc_wr_lane[l] = u_core.mem_req.acc.wr_data[l*32 +: 32];
+    end
+  end
+`endif
 
 endmodule
