@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -164,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out_dir = Path(args.out or f"build/{args.model.replace(':', '_')}")
+    # Dumps and logs of an earlier run must not pass for this one's.
+    shutil.rmtree(out_dir / "mismatch", ignore_errors=True)
+    (out_dir / "trace.log").unlink(missing_ok=True)
     spec = build(
         args.model,
         layers=args.layers,

@@ -59,10 +59,10 @@ def heatmap_rgb(err: np.ndarray) -> np.ndarray:
     return (rgb * 255 + 0.5).astype(np.uint8)
 
 
-def write_png(path: Path, rgb: np.ndarray, scale: int = 1) -> None:
-    """Minimal truecolor PNG writer (one IDAT, no filtering)."""
-    if scale > 1:
-        rgb = rgb.repeat(scale, axis=0).repeat(scale, axis=1)
+def write_png(path: Path, rgb: np.ndarray, scale: tuple[int, int] = (1, 1)) -> None:
+    """Minimal truecolor PNG writer (one IDAT, no filtering); scale = (rows, cols)
+    pixel repeats."""
+    rgb = rgb.repeat(scale[0], axis=0).repeat(scale[1], axis=1)
     h, w, _ = rgb.shape
     raw = b"".join(b"\x00" + rgb[r].tobytes() for r in range(h))
 
@@ -85,7 +85,8 @@ def save_mismatch(
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / safe_name(name)
     np.savez_compressed(stem.with_suffix(".npz"), expected=expected, actual=actual, **extra)
-    err = error_map(expected, actual)
-    scale = max(1, min(8, 256 // max(1, max(err.shape))))
-    write_png(stem.with_suffix(".png"), heatmap_rgb(err), scale)
+    rgb = heatmap_rgb(error_map(expected, actual))
+    # Small or thin maps are magnified per axis (e.g. 8 tokens x 320 columns).
+    scale = tuple(int(np.clip(256 // n, 1, 16)) for n in rgb.shape[:2])
+    write_png(stem.with_suffix(".png"), rgb, scale)
     return {"npz": str(stem.with_suffix(".npz")), "png": str(stem.with_suffix(".png"))}

@@ -225,7 +225,7 @@ def _build_locked(out, toplevel, sources, dpi, vlt, flags, defines, quiet, stamp
     return Build(out, toplevel, built=True, seconds=time.perf_counter() - t0)
 
 
-def lint(hw: HwConfig | None = None) -> int:
+def lint(hw: HwConfig | None = None, defines: tuple[str, ...] = ()) -> int:
     """`verilator --lint-only -Wall` over the core, waivers from rtl/lint_waivers.vlt."""
     import subprocess
 
@@ -243,6 +243,7 @@ def lint(hw: HwConfig | None = None) -> int:
         "-Wall",
         "--top-module",
         "loom_core",
+        *[f"+define+{d}" for d in defines],
         str(RTL_DIR / "lint_waivers.vlt"),
         str(pkg),
         *[str(RTL_DIR / s) for s in CORE_SOURCES],
@@ -251,4 +252,5 @@ def lint(hw: HwConfig | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(lint())
+    # The product core, then the debug variant with the fault-injection sites compiled in.
+    sys.exit(lint() or lint(defines=("LOOM_FAULT_INJECT",)))
