@@ -146,7 +146,11 @@ def dump_failed_layers(out_dir: Path, program, result, golden) -> dict[int, dict
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim", description=__doc__)
     ap.add_argument("model", help="registered name (gpt2, gpt2-tiny, mlp) or module:function")
-    ap.add_argument("--backend", default="verilator", help="verilator (RTL), ref (ISA model)")
+    ap.add_argument(
+        "--backend", default="verilator", help="verilator (RTL), ref (ISA model), torch"
+    )
+    ap.add_argument("--device", default="cpu", help="torch backend: cpu or cuda")
+    ap.add_argument("--batch", type=int, default=1, help="batch size (GPT-2, mlp)")
     ap.add_argument("--layers", type=int, default=None)
     ap.add_argument("--tokens", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
@@ -174,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         tokens=args.tokens,
         seed=args.seed,
         weights=args.weights or None,
+        **({"batch": args.batch} if args.batch != 1 else {}),
     )
     t0 = time.perf_counter()
     program = compiler.compile(spec.model, spec.inputs, kwargs=spec.kwargs, hw=args.hw)
@@ -196,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             window = window_for(program, args.wave_layer, args.wave_cycles, args.wave_insns)
             options.update(waves=out_dir / "waves.fst", window=window)
             print(f"waveform window: {window.label} -> {out_dir / 'waves.fst'}")
-    elif args.waves or args.fault:
+    elif args.backend == "torch":
+        options["device"] = args.device
+    if args.backend != "verilator" and (args.waves or args.fault):
         print("FAIL: WAVES and FAULT need the RTL (BACKEND=verilator)", file=sys.stderr)
         return 2
     try:

@@ -47,7 +47,13 @@ def _verilator(hw: HwConfig, **options):
     return VerilatorBackend(hw, **options)
 
 
-BACKENDS = {"ref": RefBackend, "verilator": _verilator}
+def _torch(hw: HwConfig, **options):
+    from sim.torch_backend import TorchBackend
+
+    return TorchBackend(hw, **options)
+
+
+BACKENDS = {"ref": RefBackend, "verilator": _verilator, "torch": _torch}
 
 
 def make_backend(name: str, hw: HwConfig, **options):

@@ -34,7 +34,12 @@ def register(name: str):
 
 
 def _gpt2(
-    config_kwargs: dict, layers: int | None, tokens: int, seed: int, weights: str | None
+    config_kwargs: dict,
+    layers: int | None,
+    tokens: int,
+    seed: int,
+    weights: str | None,
+    batch: int = 1,
 ) -> ModelSpec:
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -53,18 +58,18 @@ def _gpt2(
             model.load_state_dict(torch.load(weights, map_location="cpu"))
     model.eval()
     gen = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, model.config.vocab_size, (1, tokens), generator=gen)
+    ids = torch.randint(0, model.config.vocab_size, (batch, tokens), generator=gen)
     return ModelSpec(model, (ids,), {"use_cache": False})
 
 
 @register("gpt2")
-def gpt2(layers=None, tokens=8, seed=0, weights=None) -> ModelSpec:
+def gpt2(layers=None, tokens=8, seed=0, weights=None, batch=1) -> ModelSpec:
     """GPT-2 small: 12 layers, 768 wide, 12 heads, 50257 tokens."""
-    return _gpt2({}, layers, tokens, seed, weights)
+    return _gpt2({}, layers, tokens, seed, weights, batch)
 
 
 @register("gpt2-tiny")
-def gpt2_tiny(layers=None, tokens=8, seed=0, weights=None) -> ModelSpec:
+def gpt2_tiny(layers=None, tokens=8, seed=0, weights=None, batch=1) -> ModelSpec:
     """2 layers, 64 wide, 4 heads, 512-token vocabulary: the fast test model."""
     cfg = dict(
         n_layer=2,
@@ -75,7 +80,7 @@ def gpt2_tiny(layers=None, tokens=8, seed=0, weights=None) -> ModelSpec:
         bos_token_id=0,
         eos_token_id=0,
     )
-    return _gpt2(cfg, layers, tokens, seed, weights)
+    return _gpt2(cfg, layers, tokens, seed, weights, batch)
 
 
 class MLP(torch.nn.Module):
@@ -95,13 +100,13 @@ class MLP(torch.nn.Module):
 
 
 @register("mlp")
-def mlp(layers=None, tokens=8, seed=0, weights=None) -> ModelSpec:
-    """A 3-layer MLP (Linear + tanh-GELU) on [tokens, 64]."""
+def mlp(layers=None, tokens=8, seed=0, weights=None, batch=1) -> ModelSpec:
+    """A 3-layer MLP (Linear + tanh-GELU) on [batch * tokens, 64]."""
     torch.manual_seed(seed)
     model = MLP().eval()
     if weights:
         model.load_state_dict(torch.load(weights, map_location="cpu"))
-    return ModelSpec(model, (torch.randn(tokens, 64),), {})
+    return ModelSpec(model, (torch.randn(batch * tokens, 64),), {})
 
 
 def build(name: str, **options) -> ModelSpec:
