@@ -20,8 +20,11 @@ CYCLES ?=
 INSN ?=
 TRACE ?=
 FAULT ?=
+# BACKEND=torch: DEVICE=cpu|cuda; BATCH=n for throughput workloads (GPT-2, mlp).
+DEVICE ?=
+BATCH ?=
 
-.PHONY: sim waves test test-full lint format gen bench clean
+.PHONY: sim waves test test-full lint format gen bench bench-torch clean
 
 # Reinstalled only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -35,7 +38,8 @@ sim: $(STAMP)
 		$(if $(LAYERS),--layers $(LAYERS)) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
 		$(if $(HW),--hw $(HW)) $(if $(WAVES),--waves) $(if $(LAYER),--wave-layer $(LAYER)) \
 		$(if $(CYCLES),--wave-cycles $(CYCLES)) $(if $(INSN),--wave-insns $(INSN)) \
-		$(if $(TRACE),--trace) $(if $(FAULT),--fault $(FAULT))
+		$(if $(TRACE),--trace) $(if $(FAULT),--fault $(FAULT)) \
+		$(if $(DEVICE),--device $(DEVICE)) $(if $(BATCH),--batch $(BATCH))
 
 # Open the newest build/*/waves.fst (or WAVES_FILE=path) with its generated view.
 waves: $(STAMP)
@@ -62,6 +66,11 @@ gen: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# GPT-2 small on the torch backend vs PyTorch eager and torch.compile (CPU, and CUDA when
+# present): bench/torch_results.md.
+bench-torch: $(STAMP)
+	$(PY) bench/torch_bench.py
 
 clean:
 	rm -rf build

@@ -35,8 +35,25 @@ def from_bits(u: torch.Tensor) -> torch.Tensor:
     return torch.where(u >= 2**31, u - 2**32, u).to(torch.int32).view(F32)
 
 
+# Scalar constants live on the device once: creating them per call would copy from the
+# host each time, which a CUDA graph capture does not allow (and costs on every run).
+_CONSTANTS: dict[tuple, torch.Tensor] = {}
+
+
+def _cached(key: tuple, make) -> torch.Tensor:
+    t = _CONSTANTS.get(key)
+    if t is None:
+        t = _CONSTANTS[key] = make()
+    return t
+
+
 def canonical_nan(like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(nx.CANONICAL_NAN_BITS, dtype=torch.int32, device=like.device).view(F32)
+    return _cached(
+        ("nan", like.device),
+        lambda: torch.tensor(nx.CANONICAL_NAN_BITS, dtype=torch.int32, device=like.device).view(
+            F32
+        ),
+    )
 
 
 def canon_nan(x: torch.Tensor) -> torch.Tensor:
@@ -55,7 +72,10 @@ def store_canon(dst: torch.Tensor, x: torch.Tensor) -> None:
 def f32_to_bf16(x: torch.Tensor) -> torch.Tensor:
     """fp32 -> bf16 bit pattern as int16 storage, RNE; NaN -> 0x7fc0."""
     b = x.to(torch.bfloat16).view(torch.int16)
-    nan = torch.tensor(nx.BF16_CANONICAL_NAN, dtype=torch.int16, device=x.device)
+    nan = _cached(
+        ("bf16 nan", x.device),
+        lambda: torch.tensor(nx.BF16_CANONICAL_NAN, dtype=torch.int16, device=x.device),
+    )
     return torch.where(torch.isnan(x), nan, b)
 
 
@@ -84,7 +104,10 @@ def _pow2(k: torch.Tensor) -> torch.Tensor:
 
 
 def _const(x, like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(float(x), dtype=F32, device=like.device)
+    value = float(x)
+    return _cached(  # keyed by the exact value: -0.0 and 0.0 must stay apart
+        (value.hex(), like.device), lambda: torch.tensor(value, dtype=F32, device=like.device)
+    )
 
 
 def exp(x: torch.Tensor) -> torch.Tensor:

@@ -280,6 +280,17 @@ def test_windowed_trace_around_a_divergence_is_small_and_holds_the_view(tmp_path
 
 
 @pytest.mark.rtl
+def test_cycle_window_records_just_those_cycles(tmp_path):
+    from sim.waves import build_view
+
+    fst = tmp_path / "cycles.fst"
+    _run_with_fault(None, waves=fst, window=Window("cycles", 300, 499))
+    view = build_view(fst)
+    assert 195 <= view.clock_edges <= 205, view.clock_edges
+    assert set(view.signals())
+
+
+@pytest.mark.rtl
 def test_make_sim_with_a_fault_reports_and_its_rerun_command_traces_it(tmp_path):
     """The user's path: `make sim` with a fault prints the divergence report and the
     rerun command; that command writes a windowed FST whose view opens on it."""
