@@ -80,6 +80,33 @@ class RunStats:
     dma_bytes: int = 0
 
 
+def fetch_segment(code: bytes, pc: int, max_insns: int = 50_000_000):
+    """Yield (index, pc, instruction) from pc through HALT, as the core fetches: running
+    off the code, an illegal word and a missing HALT are faults (ExecError)."""
+    index = 0
+    while True:
+        if pc + INSN_BYTES > len(code) or pc < 0:
+            raise ExecError(
+                f"pc {pc:#x} ran off the end of the code ({len(code)} bytes) without HALT",
+                index,
+                pc,
+                fault=Fault.FETCH_RANGE,
+            )
+        try:
+            insn = decode(code[pc : pc + INSN_BYTES], pc=pc)
+        except IllegalInstruction as e:
+            raise ExecError(
+                f"illegal instruction: {e}", index, pc, fault=Fault.ILLEGAL_INSN
+            ) from None
+        yield index, pc, insn
+        if insn.opcode == Opcode.HALT:
+            return
+        pc += INSN_BYTES
+        index += 1
+        if index >= max_insns:
+            raise ExecError(f"no HALT after {max_insns} instructions", index, pc)
+
+
 _UNARY = {
     VUnaryFunct.COPY: lambda a: a.copy(),
     VUnaryFunct.EXP: nx.exp,
@@ -176,22 +203,7 @@ class RefMachine:
         """Execute from start_pc until HALT (or until stop_after instructions have
         retired); returns the pc after the last retired instruction. on_retire(index, pc,
         insn) is called after each instruction has taken effect."""
-        pc = start_pc
-        index = 0
-        while True:
-            if pc + INSN_BYTES > len(code) or pc < 0:
-                raise ExecError(
-                    f"pc {pc:#x} ran off the end of the code ({len(code)} bytes) without HALT",
-                    index,
-                    pc,
-                    fault=Fault.FETCH_RANGE,
-                )
-            try:
-                insn = decode(code[pc : pc + INSN_BYTES], pc=pc)
-            except IllegalInstruction as e:
-                raise ExecError(
-                    f"illegal instruction: {e}", index, pc, fault=Fault.ILLEGAL_INSN
-                ) from None
+        for index, pc, insn in fetch_segment(code, start_pc, max_insns):
             try:
                 self.step(insn, on_checkpoint)
             except ExecError as e:
@@ -204,12 +216,9 @@ class RefMachine:
                 trace.append(Retired(index, pc, insn.opcode.name, dict(insn.args)))
             if on_retire is not None:
                 on_retire(index, pc, insn)
-            pc += INSN_BYTES
-            index += 1
-            if insn.opcode == Opcode.HALT or index == stop_after:
-                return pc
-            if index >= max_insns:
-                raise ExecError(f"no HALT after {max_insns} instructions", index, pc)
+            if index + 1 == stop_after:
+                break
+        return pc + INSN_BYTES
 
     def step(self, i: Insn, on_checkpoint: Callable[[int], None] | None = None) -> None:
         op = i.opcode

@@ -31,21 +31,18 @@ import torch
 
 from compiler.hw import HwConfig
 from compiler.isa import (
-    INSN_BYTES,
     BMode,
     DType,
     Fault,
-    IllegalInstruction,
     Insn,
     Mem,
     Opcode,
     VBinFunct,
     VReduceFunct,
     VUnaryFunct,
-    decode,
 )
 from sim import torch_numerics as tx
-from sim.ref import ExecError, RefMachine, Retired
+from sim.ref import ExecError, RefMachine, Retired, fetch_segment
 
 _UNARY = {
     VUnaryFunct.COPY: lambda a: a.clone(),
@@ -220,33 +217,16 @@ class TorchBackend:
         # A dry ISA model: its operand checks (alignment, ranges, aliasing) are the spec.
         self._checker = RefMachine(self.hw, np.zeros(dram_bytes, dtype=np.uint8))
         plan = Plan([], [], self.mutable_from if self.program is not None else 0, [])
-        index = 0
-        while True:
-            if pc + INSN_BYTES > len(code) or pc < 0:
-                raise ExecError(
-                    f"pc {pc:#x} ran off the end of the code ({len(code)} bytes) without HALT",
-                    index,
-                    pc,
-                    fault=Fault.FETCH_RANGE,
-                )
-            try:
-                insn = decode(code[pc : pc + INSN_BYTES], pc=pc)
-            except IllegalInstruction as e:
-                raise ExecError(
-                    f"illegal instruction: {e}", index, pc, fault=Fault.ILLEGAL_INSN
-                ) from None
+        for index, at, insn in fetch_segment(code, pc):
             try:
                 step = self._step(insn, plan, index)
             except ExecError as e:
-                raise ExecError(e.reason, index, pc, insn, e.fault) from None
+                raise ExecError(e.reason, index, at, insn, e.fault) from None
             plan.steps.append(step)
-            plan.insns.append((pc, insn))
+            plan.insns.append((at, insn))
             if insn.opcode == Opcode.DMA_ST and insn.dram < plan.sync_from:
                 plan.sync_from = 0  # the segment writes below: sync the whole image
-            pc += INSN_BYTES
-            index += 1
-            if insn.opcode == Opcode.HALT:
-                return plan
+        return plan
 
     def _sram(self, space, addr, stride, rows, cols, what) -> torch.Tensor:
         self._checker._sram(space, addr, stride, rows, cols, what)
