@@ -80,8 +80,9 @@ def write_reports(
     (out_dir / "report.md").write_text("\n".join(md))
 
 
-def rerun_command(args, insn_lo: int, insn_hi: int) -> str:
-    """The one-line command that reruns this program and seed with waves on [lo, hi]."""
+def rerun_command(args, window: str) -> str:
+    """The one-line command that reruns this program and seed with waves on a window
+    (`INSN=i:j`, `LAYER=path`, `CYCLES=a:b`)."""
     parts = [f"make sim MODEL={args.model}", f"SEED={args.seed}", f"TOKENS={args.tokens}"]
     if args.layers is not None:
         parts.append(f"LAYERS={args.layers}")
@@ -91,7 +92,9 @@ def rerun_command(args, insn_lo: int, insn_hi: int) -> str:
         parts.append(f"HW={args.hw}")
     if args.fault:
         parts.append(f"FAULT={args.fault}")
-    parts += [f"BACKEND={args.backend}", "WAVES=1", f"INSN={insn_lo}:{insn_hi}"]
+    if args.batch != 1:
+        parts.append(f"BATCH={args.batch}")
+    parts += [f"BACKEND={args.backend}", "WAVES=1", window]
     return " ".join(parts)
 
 
@@ -273,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
                     f" error heatmap ![{r['path']}](mismatch/{png})"
                 )
         debug_md.append("")
+    if failed and args.backend == "verilator" and not args.waves:
+        cmd = rerun_command(args, f"LAYER={failed[0]['path']}")
+        debug_md += ["Rerun with waves on the first failing layer:", "", "```", cmd, "```", ""]
+        print(f"\nrerun with waves on the first failing layer:\n  {cmd}", file=sys.stderr)
     write_reports(out_dir, summary, result.layers, rep, debug_md)
     if args.save:
         program.save(out_dir / "program.loom")
@@ -315,7 +322,7 @@ def report_failure(args, out_dir: Path, program, rep: dict, e: Exception) -> int
     debug_md = ["## Failure", "", "```", str(e), "```", ""]
     if d is not None:
         n = d.insn_number
-        cmd = rerun_command(args, max(0, n - 1), n)
+        cmd = rerun_command(args, f"INSN={max(0, n - 1)}:{n}")
         files = dump_divergence(out_dir, d)
         summary["divergence"] = d.to_dict()
         summary["rerun"] = cmd
@@ -330,6 +337,12 @@ def report_failure(args, out_dir: Path, program, rep: dict, e: Exception) -> int
                 "",
             ]
         debug_md += ["Rerun with waves around the divergence:", "", "```", cmd, "```", ""]
+        print(f"\nrerun with waves around it:\n  {cmd}", file=sys.stderr)
+    elif getattr(e, "pc", None) is not None and args.backend == "verilator":
+        n = e.pc // INSN_BYTES  # an RTL fault or hang at a known instruction
+        cmd = rerun_command(args, f"INSN={max(0, n - 1)}:{n}")
+        summary["rerun"] = cmd
+        debug_md += ["Rerun with waves around it:", "", "```", cmd, "```", ""]
         print(f"\nrerun with waves around it:\n  {cmd}", file=sys.stderr)
     trace = getattr(e, "trace", None)
     if args.trace and trace is not None:

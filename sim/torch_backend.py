@@ -267,9 +267,7 @@ class TorchBackend:
 
         def convert() -> torch.Tensor:
             vals = tx.bf16_to_f32(src) if bf16 else src
-            if to_spad and not bf16:
-                vals = tx.round_bf16(vals)
-            return tx.canon_nan(vals)
+            return tx.round_bf16(vals) if to_spad and not bf16 else vals
 
         # Loads of the program's constants (weights) are converted once and kept: the
         # bytes cannot change while the plan lives (see Plan.constants_immutable).
@@ -286,7 +284,7 @@ class TorchBackend:
                 return
             tile = self.const_tiles.get(key)
             if tile is None:
-                tile = self.const_tiles[key] = convert()
+                tile = self.const_tiles[key] = tx.canon_nan(convert())
             dst.copy_(tile)
 
         return step

@@ -56,14 +56,18 @@ def canonical_nan(like: torch.Tensor) -> torch.Tensor:
     )
 
 
+# nan_to_num with NaN as the replacement writes float("nan") as fp32, 0x7fc00000: the
+# canonical NaN, in one kernel (infinities kept). tests/test_torch_backend.py checks it.
+_INF = float("inf")
+
+
 def canon_nan(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(torch.isnan(x), canonical_nan(x), x)
+    return torch.nan_to_num(x, nan=float("nan"), posinf=_INF, neginf=-_INF)
 
 
 def store_canon(dst: torch.Tensor, x: torch.Tensor) -> None:
-    """dst <- x with every NaN made canonical, in place (no new full-size tensor)."""
-    dst.copy_(x)
-    dst.masked_fill_(torch.isnan(dst), canonical_nan(dst))
+    """dst <- x with every NaN made canonical, in place (one kernel, any strides)."""
+    torch.nan_to_num(x, nan=float("nan"), posinf=_INF, neginf=-_INF, out=dst)
 
 
 # ---------------------------------------------------------------- bf16 conversion

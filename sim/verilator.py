@@ -49,17 +49,28 @@ START_TIMEOUT_S = 120
 class RtlError(RuntimeError):
     """The RTL faulted, hung, or disagreed with the ISA model."""
 
-    def __init__(self, message: str, fault: Fault | None = None, index: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        fault: Fault | None = None,
+        index: int | None = None,
+        pc: int | None = None,
+    ):
         super().__init__(message)
         self.fault = fault
         self.index = index
+        self.pc = pc  # the instruction it happened at, when known
 
 
 class DivergenceError(RtlError):
     """The RTL's retire trace first departed from the ISA model's at `divergence`."""
 
     def __init__(self, divergence: Divergence):
-        super().__init__(format_divergence(divergence), index=divergence.index)
+        super().__init__(
+            format_divergence(divergence),
+            index=divergence.index,
+            pc=divergence.insn_number * INSN_BYTES,
+        )
         self.divergence = divergence
 
 
@@ -363,12 +374,15 @@ class VerilatorBackend:
                 f" layer {layer}; cycle {msg['cycles']}; {agree}",
                 fault,
                 index,
+                msg["fault_pc"],
             )
         if status == "timeout":
             where = self._where(code, msg["current_index"], msg["current_pc"])
             raise RtlError(
                 f"simulation hang: no HALT within the watchdog budget ({msg['cycles']} cycles);"
-                f" {msg['retired']} instructions retired, stuck at {where}; layer {layer}"
+                f" {msg['retired']} instructions retired, stuck at {where}; layer {layer}",
+                index=msg["current_index"],
+                pc=msg["current_pc"],
             )
         if msg["ref_fault"] is not None:
             raise RtlError(f"the RTL finished but the ISA model faulted: {msg['ref_fault_msg']}")

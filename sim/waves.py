@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -296,8 +295,6 @@ def main(argv: list[str] | None = None) -> int:
             continue
         cmd = [exe, str(fst), "-c", str(sucl)] if viewer == "surfer" else [exe, str(fst), str(gtkw)]
         print(" ".join(cmd))
-        if os.environ.get("LOOM_WAVES_DRY_RUN"):
-            return 0
         return subprocess.call(cmd)
     print(
         f"no waveform viewer found (looked for {', '.join(viewers)}). Open it yourself:\n"
