@@ -241,9 +241,10 @@ def test_injected_fault_is_named_at_its_first_divergent_instruction(fault):
         assert d.reason == 2 and d.mismatches > 0 and d.first
         f = d.first[0]
         assert f["expected_hex"] != f["actual_hex"]
-        assert np.array_equal(d.expected != d.actual, d.expected != d.actual)
         assert int((d.expected != d.actual).sum()) == d.mismatches
         assert "expected" in text and "RTL" in text
+    if fault == "vpu_add_round":  # the RTL's values are the ISA model's with bit 0 cleared
+        assert np.array_equal(d.actual, d.expected & np.uint32(0xFFFFFFFE))
 
 
 @pytest.mark.rtl
