@@ -1,5 +1,8 @@
-"""Models through the RTL: every checkpoint bit-exact with the ISA model (checked by the
-testbench's scoreboard as the core reaches it) and within tolerance of PyTorch."""
+"""Models through the RTL: every instruction in lockstep with the ISA model, every
+checkpoint bit-exact with it (checked by the testbench's scoreboard as the core reaches
+it) and within tolerance of PyTorch; on the default core and on the small one
+(configs/hw/small.yaml: 8x8 array, 128-bit bus, 32 KiB scratchpad), which the RTL
+must build and run from the same sources."""
 
 import pytest
 
@@ -10,10 +13,12 @@ from sim.models import build
 pytestmark = pytest.mark.rtl
 
 
-@pytest.mark.parametrize("name", ["gpt2-tiny", "mlp"])
-def test_model_on_rtl(name):
+@pytest.mark.parametrize(
+    ("name", "hw"), [("gpt2-tiny", None), ("mlp", None), ("gpt2-tiny", "small"), ("mlp", "small")]
+)
+def test_model_on_rtl(name, hw):
     spec = build(name)
-    program = compiler.compile(spec.model, spec.inputs, kwargs=spec.kwargs)
+    program = compiler.compile(spec.model, spec.inputs, kwargs=spec.kwargs, hw=hw)
     result = sim.run(program, spec.inputs, backend="verilator", check=True)
     assert result.layers
     assert not result.stats["isa_mismatches"], result.stats["isa_mismatches"][:2]
