@@ -150,6 +150,7 @@ class VerilatorBackend:
             "rebuilt": self.build.built,
         }
         self._counters: dict[str, int] = {}
+        self._progress_origin: tuple[float, float, int] | None = None
 
     # ------------------------------------------------------------------ hooks for sim.run
     def bind_program(self, program) -> None:
@@ -390,14 +391,22 @@ class VerilatorBackend:
             self._stats["isa_mismatches"].append({"layer": None, **msg["final"]})
 
     def _print_progress(self, layer, ref, cycle, retired, n_insns, t0) -> None:
-        elapsed = time.perf_counter() - t0
-        frac = min(1.0, retired / max(1, n_insns))
-        eta = elapsed / frac - elapsed if frac > 0 else float("nan")
+        now = time.perf_counter()
+        elapsed = now - t0
+        # Rate measured from the first checkpoint of the segment on: the time before it
+        # includes the ISA model's run that sets up the lockstep checker.
+        if self._progress_origin is None or self._progress_origin[0] != t0:
+            self._progress_origin = (t0, now, retired)
+        _, t_first, r_first = self._progress_origin
+        done = retired - r_first
+        left = "?"
+        if done > 0 and retired >= 0.02 * n_insns:
+            left = f"{(now - t_first) / done * max(0, n_insns - retired):6.1f}"
         status = "bit-exact" if ref.get("match") else "MISMATCH"
         path = self.layer_paths.get(layer, str(layer))
         print(
             f"  [{retired:>6}/{n_insns}] {path:<34} {status:<9} cycle {cycle:>11,}"
-            f"  elapsed {elapsed:7.1f} s  left ~{eta:6.1f} s",
+            f"  elapsed {elapsed:7.1f} s  left ~{left:>6} s",
             file=sys.stderr,
             flush=True,
         )
