@@ -123,7 +123,13 @@ EVENT_SIGNALS = [
     "u_core.u_ctrl.fault_q",
     "u_core.u_ctrl.fault_pc_q",
 ]
-LANE_ARRAYS = ["spad_wr_lane", "acc_wr_lane"]  # fp32 per lane (traced builds only)
+# Per-lane trace-only arrays of the simulation top (traced builds only) and their format.
+LANE_ARRAYS = {
+    "spad_wr_lane": "fp32",
+    "acc_wr_lane": "fp32",
+    "mxu_a_edge": "bf16",
+    "mxu_b_edge": "bf16",
+}
 MAX_VIEW_BITS = 512
 LEAD_SIGNALS = {"state_q", "phase_q", "mode_q", "pc_q", "index_q", "insn_q", "op_q", "mm_q"}
 
@@ -132,7 +138,7 @@ LEAD_SIGNALS = {"state_q", "phase_q", "mode_q", "pc_q", "index_q", "insn_q", "op
 class ViewSignal:
     name: str  # full hierarchical name as in the trace
     bits: int
-    fmt: str  # hex | dec | fp32
+    fmt: str  # bin | hex | dec | fp32 | bf16
 
 
 @dataclass
@@ -196,13 +202,14 @@ def build_view(fst: Path, focus_pc: int | None = None) -> View:
         if top + n in variables
     ]
     groups.append(("checkpoints, retirement and errors", events))
-    for arr in LANE_ARRAYS:
+    for arr, fmt in LANE_ARRAYS.items():
         # Verilator's FST names array elements <array>.[i] (some readers: <array>[i]).
         lanes = sorted(
             (n for n in variables if n.startswith((top + arr + ".[", top + arr + "["))),
             key=lambda n: int("".join(ch for ch in n[len(top + arr) :] if ch.isdigit()) or 0),
         )
-        groups.append((f"{arr} (fp32 per lane)", [ViewSignal(n, 32, "fp32") for n in lanes]))
+        bits = 32 if fmt == "fp32" else 16
+        groups.append((f"{arr} ({fmt} per lane)", [ViewSignal(n, bits, fmt) for n in lanes]))
     groups = [(t, s) for t, s in groups if s]
 
     clk = variables.get(top + "clk")
@@ -234,7 +241,8 @@ def write_gtkw(view: View, fst: Path, path: Path) -> None:
         "[sst_expanded] 1",
         f"*{zoom:.6f} {focus} " + " ".join(["-1"] * 26),
     ]
-    flags = {"bin": 0x28, "hex": 0x22, "dec": 0x24, "fp32": 0x22}  # GTKWave has no fp32
+    # GTKWave has no 32- or 16-bit float format: floats show as hex there.
+    flags = {"bin": 0x28, "hex": 0x22, "dec": 0x24, "fp32": 0x22, "bf16": 0x22}
     for title, sigs in view.groups:
         lines += ["@800200", f"-{title}"]
         current = None
@@ -250,7 +258,11 @@ def write_gtkw(view: View, fst: Path, path: Path) -> None:
 def write_surfer(view: View, fst: Path, path: Path) -> None:
     """Surfer command file (`surfer waves.fst -c waves.sucl`): same groups, fp32 lanes
     as floats, cursor on the focus."""
-    fmt = {"fp32": "FP: 32-bit IEEE 754", "hex": "Hexadecimal", "bin": "Binary"}
+    fmt = {
+        "fp32": "FP: 32-bit IEEE 754",
+        "bf16": "FP: bfloat16",
+        "hex": "Hexadecimal",
+    }
     lines = []
     for title, sigs in view.groups:
         lines.append(f"divider_add {title.split(':')[0]}")

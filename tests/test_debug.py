@@ -277,7 +277,9 @@ def test_windowed_trace_around_a_divergence_is_small_and_holds_the_view(tmp_path
     assert f" {view.focus_ps} " in gtkw
     assert "u_ctrl.pc_q[31:0]" in gtkw
     sucl = fst.with_suffix(".sucl").read_text()
-    assert "FP: 32-bit IEEE 754" in sucl and f"cursor_set {view.focus_ps}" in sucl
+    assert "FP: 32-bit IEEE 754" in sucl and "FP: bfloat16" in sucl
+    assert f"cursor_set {view.focus_ps}" in sucl
+    assert any("mxu_a_edge" in s for s in view.signals())
 
 
 @pytest.mark.rtl

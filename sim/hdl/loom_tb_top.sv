@@ -132,14 +132,19 @@ module loom_tb_top
     loom_ls_tick(cycle_q, u_core.u_ctrl.pc_q, u_core.u_ctrl.busy_o);
   end
 
-  // Trace-only views of the SRAM write ports, one fp32 word per lane, so waveform
-  // viewers can show them as floats (the saved views in build/<model>/waves.*).
+  // Trace-only views, one word per lane, so waveform viewers can show them as floats
+  // (the saved views in build/<model>/waves.*): the SRAM write ports (fp32) and the bf16
+  // operands entering the systolic array's left (A) and top (B) edges.
   logic [31:0] spad_wr_lane[loom_mem_pkg::Lanes];
   logic [31:0] acc_wr_lane[loom_mem_pkg::Lanes];
+  logic [15:0] mxu_a_edge[loom_mem_pkg::Lanes];
+  logic [15:0] mxu_b_edge[loom_mem_pkg::Lanes];
   always_comb begin
     for (int l = 0; l < int'(loom_mem_pkg::Lanes); l++) begin
       spad_wr_lane[l] = u_core.mem_req.spad.wr_data[l*32 +: 32];
       acc_wr_lane[l] = u_core.mem_req.acc.wr_data[l*32 +: 32];
+      mxu_a_edge[l] = u_core.u_mxu.edge_a[l];
+      mxu_b_edge[l] = u_core.u_mxu.edge_b[l];
     end
   end
 `endif
