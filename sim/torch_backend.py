@@ -70,6 +70,8 @@ class Plan:
     # (layer, byte ranges, device buffers the CHECKPOINT step copies them into), in order
     checkpoints: list[tuple[int, list[tuple[int, int]], list[torch.Tensor]]]
     graph: object = None  # torch.cuda.CUDAGraph once captured
+    macs: int = 0  # per run, as the ISA model counts them
+    dma_bytes: int = 0
 
     @property
     def constants_immutable(self) -> bool:
@@ -158,6 +160,8 @@ class TorchBackend:
             on_checkpoint(layer)
         dram[lo:] = final
         self._stats["retired"] += len(plan.steps)
+        self._stats["macs"] += plan.macs
+        self._stats["dma_bytes"] += plan.dma_bytes
         if self.trace is not None:
             for pc_, insn in plan.insns:
                 self.trace.append(Retired(len(self.trace), pc_, insn.opcode.name, dict(insn.args)))
@@ -262,7 +266,7 @@ class TorchBackend:
     def _plan_dma_ld(self, i: Insn, plan: Plan, index: int):
         src = self._dram(i.dtype, i.dram, i.dram_rs, i.dram_cs, i.rows, i.cols, "source")
         dst = self._sram(i.space, i.sram, i.sram_stride, i.rows, i.cols, "destination")
-        self._stats["dma_bytes"] += src.numel() * src.element_size()
+        plan.dma_bytes += src.numel() * src.element_size()
         bf16, to_spad = i.dtype == DType.BF16, i.space == Mem.SPAD
 
         def convert() -> torch.Tensor:
@@ -298,7 +302,7 @@ class TorchBackend:
         dst = self._dram(i.dtype, i.dram, i.dram_rs, i.dram_cs, i.rows, i.cols, "destination")
         if i.dtype != DType.BF16 and i.space == Mem.SPAD:
             raise ExecError("SPAD holds bf16: store it as bf16, not fp32", fault=Fault.BAD_OPERANDS)
-        self._stats["dma_bytes"] += dst.numel() * dst.element_size()
+        plan.dma_bytes += dst.numel() * dst.element_size()
         if i.dtype == DType.BF16:
             return lambda: dst.copy_(tx.f32_to_bf16(src))
         return lambda: dst.copy_(src)
@@ -315,7 +319,7 @@ class TorchBackend:
         idx = self.dram.view(torch.int32)[i.idx // 4 : i.idx // 4 + i.rows]
         n, bf16, to_spad = i.table_rows, i.dtype == DType.BF16, i.space == Mem.SPAD
         tag = index + 1
-        self._stats["dma_bytes"] += i.rows * i.cols * table.element_size() + 4 * i.rows
+        plan.dma_bytes += i.rows * i.cols * table.element_size() + 4 * i.rows
 
         def step():
             # Out-of-range indices are recorded (the first faulting step wins) and
@@ -346,7 +350,7 @@ class TorchBackend:
             RefMachine._check_alias(
                 (Mem.ACC, i.dst, i.dst_stride, i.m, i.n), (Mem.ACC, i.bias, 0, 1, i.n), "C/bias"
             )
-        self._stats["macs"] += i.m * i.n * i.k
+        plan.macs += i.m * i.n * i.k
         accumulate, exact, k = bool(i.acc), self.exact_matmul, i.k
 
         def step():

@@ -144,10 +144,9 @@ class ViewSignal:
 @dataclass
 class View:
     groups: list[tuple[str, list[ViewSignal]]]
-    focus_ps: int | None  # times in the trace's unit (time_unit)
+    focus_ps: int | None  # times in the trace's time unit (1 ps for Verilator)
     start_ps: int
     end_ps: int
-    time_unit: str
     clock_edges: int  # rising clock edges recorded: the window's length in cycles
 
     def signals(self) -> list[str]:
@@ -219,8 +218,7 @@ def build_view(fst: Path, focus_pc: int | None = None) -> View:
     pc = variables.get(top + "u_core.u_ctrl.pc_q")
     if focus_pc is not None and pc is not None:
         focus = next((t for t, v in pc.signal if v == focus_pc), None)
-    unit = f"{w.timescale.factor}{w.timescale.unit}" if w.timescale else "1ps"
-    return View(groups, focus, start, end, unit, len(edges))
+    return View(groups, focus, start, end, len(edges))
 
 
 def _gtkw_name(s: ViewSignal) -> str:

@@ -180,6 +180,8 @@ def _check_model(name: str, device: str, tokens: int, batch: int = 1) -> None:
     exact = sim.run(program, spec.inputs, backend="torch", device=device, exact_matmul=True)
     fast = sim.run(program, spec.inputs, backend="torch", device=device, check=True)
     assert fast.passed, [r for r in fast.layers if r["status"] != "pass"][:3]
+    for key in ("retired", "macs", "dma_bytes"):  # one run's work, as the ISA model counts
+        assert fast.stats[key] == ref.stats[key], key
     for layer_id, got in ref.checkpoints.items():
         e = got["output"]
         a_exact, a_fast = (
