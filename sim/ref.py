@@ -25,7 +25,6 @@ from compiler.hw import HwConfig
 from compiler.isa import (
     FORMATS,
     INSN_BYTES,
-    BMode,
     DType,
     Fault,
     IllegalInstruction,
@@ -37,6 +36,7 @@ from compiler.isa import (
     VUnaryFunct,
     decode,
 )
+from sim.operands import OperandError, Operands, Region, Sram, resolve
 
 
 class ExecError(RuntimeError):
@@ -136,58 +136,29 @@ class RefMachine:
         self.stats = RunStats()
 
     # ------------------------------------------------------------ addressing helpers
-    def _sram(
-        self, space: int, addr: int, stride: int, rows: int, cols: int, what: str
-    ) -> np.ndarray:
-        mem = self.acc if space == Mem.ACC else self.spad
-        name = Mem(space).name
-        line = self.hw.line_elems
-        if addr % line or stride % line:
-            raise ExecError(
-                f"{what}: {name} address {addr} / stride {stride} not aligned"
-                f" to the {line}-element line",
-                fault=Fault.SRAM_ALIGN,
-            )
-        if rows > 1 and cols > stride:
-            raise ExecError(
-                f"{what}: {cols} columns overlap rows of stride {stride}", fault=Fault.SRAM_LAYOUT
-            )
-        end = addr + (rows - 1) * stride + cols if rows and cols else addr
-        if end > mem.size:
-            raise ExecError(
-                f"{what}: {name} region [{addr}, {end}) overflows the {mem.size}-element {name}",
-                fault=Fault.SRAM_RANGE,
-            )
-        return as_strided(mem[addr:], shape=(rows, cols), strides=(stride * 4, 4))
+    def operands(self, i: Insn) -> Operands:
+        """i's regions, checked (sim/operands.py); ExecError on an operand fault."""
+        try:
+            return resolve(i, self.hw, self.dram.size)
+        except OperandError as e:
+            raise ExecError(e.reason, fault=e.fault) from None
 
-    def _dram(
-        self, dtype: int, addr: int, rs: int, cs: int, rows: int, cols: int, what: str
-    ) -> np.ndarray:
-        size = 4 if dtype == DType.FP32 else 2
-        if addr % size:
-            raise ExecError(
-                f"{what}: DRAM address {addr:#x} not aligned to {size} bytes",
-                fault=Fault.DRAM_ALIGN,
+    def view(self, region: Region) -> np.ndarray:
+        """A numpy view of a checked region of SRAM or DRAM."""
+        if isinstance(region, Sram):
+            mem = self.acc if region.space == Mem.ACC else self.spad
+            return as_strided(
+                mem[region.addr :], shape=(region.rows, region.cols), strides=(region.stride * 4, 4)
             )
-        last = addr + ((rows - 1) * rs + (cols - 1) * cs) * size + size
-        if rows and cols and last > self.dram.size:
-            raise ExecError(
-                f"{what}: DRAM access [{addr:#x}, {last:#x}) out of range"
-                f" (DRAM is {self.dram.size:#x} bytes)",
-                fault=Fault.DRAM_RANGE,
-            )
-        flat = self.dram.view(np.float32 if dtype == DType.FP32 else np.uint16)
-        return as_strided(flat[addr // size :], shape=(rows, cols), strides=(rs * size, cs * size))
-
-    @staticmethod
-    def _check_alias(dst: tuple, src: tuple, what: str) -> None:
-        """dst and src (space, addr, stride, rows, cols) must be identical or disjoint."""
-        if dst[0] != src[0] or dst == src:
-            return
-        d0, d1 = dst[1], dst[1] + (dst[3] - 1) * dst[2] + dst[4]
-        s0, s1 = src[1], src[1] + (src[3] - 1) * src[2] + src[4]
-        if d0 < s1 and s0 < d1:
-            raise ExecError(f"{what}: destination partially overlaps a source", fault=Fault.ALIAS)
+        size = region.size
+        flat = self.dram.view(
+            {2: np.uint16, 4: np.float32}[size] if region.dtype is not None else np.int32
+        )
+        return as_strided(
+            flat[region.addr // size :],
+            shape=(region.rows, region.cols),
+            strides=(region.rs * size, region.cs * size),
+        )
 
     # ------------------------------------------------------------ execution
     def run(
@@ -232,8 +203,8 @@ class RefMachine:
         handler(i)
 
     def _exec_dma_ld(self, i: Insn) -> None:
-        src = self._dram(i.dtype, i.dram, i.dram_rs, i.dram_cs, i.rows, i.cols, "source")
-        dst = self._sram(i.space, i.sram, i.sram_stride, i.rows, i.cols, "destination")
+        ops = self.operands(i)
+        src, dst = self.view(ops.reads["src"]), self.view(ops.writes["dst"])
         if i.dtype == DType.BF16:
             vals = nx.bf16_bits_to_f32(src)
         else:
@@ -242,33 +213,16 @@ class RefMachine:
         self.stats.dma_bytes += src.size * src.itemsize
 
     def _exec_dma_st(self, i: Insn) -> None:
-        if i.rows > 1 and i.dram_rs == 0 or i.cols > 1 and i.dram_cs == 0:
-            raise ExecError(
-                "store with a zero stride writes one address twice", fault=Fault.BAD_OPERANDS
-            )
-        src = self._sram(i.space, i.sram, i.sram_stride, i.rows, i.cols, "source")
-        dst = self._dram(i.dtype, i.dram, i.dram_rs, i.dram_cs, i.rows, i.cols, "destination")
-        if i.dtype == DType.BF16:
-            dst[...] = nx.f32_to_bf16_bits(src)
-        else:
-            if i.space == Mem.SPAD:
-                raise ExecError(
-                    "SPAD holds bf16: store it as bf16, not fp32", fault=Fault.BAD_OPERANDS
-                )
-            dst[...] = src
+        ops = self.operands(i)
+        src, dst = self.view(ops.reads["src"]), self.view(ops.writes["dst"])
+        dst[...] = nx.f32_to_bf16_bits(src) if i.dtype == DType.BF16 else src
         self.stats.dma_bytes += dst.size * dst.itemsize
 
     def _exec_gather(self, i: Insn) -> None:
-        if i.idx % 4:
-            raise ExecError(
-                f"index address {i.idx:#x} not aligned to 4 bytes", fault=Fault.DRAM_ALIGN
-            )
-        if i.idx + 4 * i.rows > self.dram.size:
-            raise ExecError(f"index array at {i.idx:#x} out of range", fault=Fault.DRAM_RANGE)
-        table = self._dram(i.dtype, i.table_addr, i.table_rs, 1, i.table_rows, i.cols, "table")
-        dst = self._sram(i.space, i.sram, i.sram_stride, i.rows, i.cols, "destination")
-        # Indices are checked as they are read, after the static checks above.
-        idx = self.dram.view(np.int32)[i.idx // 4 : i.idx // 4 + i.rows]
+        ops = self.operands(i)
+        table, dst = self.view(ops.reads["table"]), self.view(ops.writes["dst"])
+        # Indices are checked as they are read, after the static checks.
+        idx = self.view(ops.reads["idx"])[:, 0]
         bad = np.nonzero((idx < 0) | (idx >= i.table_rows))[0]
         if bad.size:
             r = int(bad[0])
@@ -285,27 +239,17 @@ class RefMachine:
         self.stats.dma_bytes += rows.size * rows.itemsize + 4 * i.rows
 
     def _exec_matmul(self, i: Insn) -> None:
-        if i.acc and i.use_bias:
-            raise ExecError("acc and use_bias are exclusive", fault=Fault.BAD_OPERANDS)
-        a = self._sram(Mem.SPAD, i.a, i.a_stride, i.m, i.k, "A")
-        if i.trans_b:
-            bt = self._sram(Mem.SPAD, i.b, i.b_stride, i.n, i.k, "B^T")
-            b = bt.T
-        else:
-            b = self._sram(Mem.SPAD, i.b, i.b_stride, i.k, i.n, "B")
-        c = self._sram(Mem.ACC, i.dst, i.dst_stride, i.m, i.n, "C")
+        ops = self.operands(i)
+        a = np.ascontiguousarray(self.view(ops.reads["a"]))
+        b = self.view(ops.reads["b"])
+        b = np.ascontiguousarray(b.T if i.trans_b else b)
+        c = self.view(ops.writes["dst"])
         if i.use_bias:
-            bias = self._sram(Mem.ACC, i.bias, 0, 1, i.n, "bias")
-            self._check_alias(
-                (Mem.ACC, i.dst, i.dst_stride, i.m, i.n), (Mem.ACC, i.bias, 0, 1, i.n), "C/bias"
-            )
-            acc = np.repeat(bias, i.m, axis=0).astype(np.float32)
+            acc = np.repeat(self.view(ops.reads["bias"]), i.m, axis=0).astype(np.float32)
         elif i.acc:
             acc = c.astype(np.float32, copy=True)
         else:
             acc = np.zeros((i.m, i.n), dtype=np.float32)
-        a = np.ascontiguousarray(a)
-        b = np.ascontiguousarray(b)
         prod = np.empty_like(acc)
         # Strictly sequential in k: acc <- fp32(acc + fp32(a[:, k] * b[k, :])).
         for k in range(i.k):
@@ -315,66 +259,32 @@ class RefMachine:
         self.stats.macs += i.m * i.n * i.k
 
     def _exec_move(self, i: Insn) -> None:
-        src = self._sram(i.src_space, i.src, i.src_stride, i.rows, i.cols, "source")
-        dst = self._sram(i.dst_space, i.dst, i.dst_stride, i.rows, i.cols, "destination")
-        self._check_alias(
-            (i.dst_space, i.dst, i.dst_stride, i.rows, i.cols),
-            (i.src_space, i.src, i.src_stride, i.rows, i.cols),
-            "move",
-        )
-        vals = nx.round_bf16(src) if i.dst_space == Mem.SPAD and i.src_space == Mem.ACC else src
-        dst[...] = vals
+        ops = self.operands(i)
+        src, dst = self.view(ops.reads["src"]), self.view(ops.writes["dst"])
+        dst[...] = nx.round_bf16(src) if i.dst_space == Mem.SPAD and i.src_space == Mem.ACC else src
 
     def _exec_vbin(self, i: Insn) -> None:
-        region = (Mem.ACC, i.dst, i.dst_stride, i.rows, i.cols)
-        a = self._sram(Mem.ACC, i.a, i.a_stride, i.rows, i.cols, "a")
-        self._check_alias(region, (Mem.ACC, i.a, i.a_stride, i.rows, i.cols), "a")
-        mode = BMode(i.bmode)
-        if mode == BMode.IMM:
-            b = np.float32(i.imm)
-        elif mode == BMode.FULL:
-            b = self._sram(Mem.ACC, i.b, i.b_stride, i.rows, i.cols, "b")
-            self._check_alias(region, (Mem.ACC, i.b, i.b_stride, i.rows, i.cols), "b")
-        elif mode == BMode.ROW:
-            b = self._sram(Mem.ACC, i.b, 0, 1, i.cols, "b")
-            self._check_alias(region, (Mem.ACC, i.b, 0, 1, i.cols), "b (row)")
-        else:
-            b = self._sram(Mem.ACC, i.b, i.b_stride, i.rows, 1, "b")
-            self._check_alias(region, (Mem.ACC, i.b, i.b_stride, i.rows, 1), "b (column)")
+        ops = self.operands(i)
+        a = self.view(ops.reads["a"])
+        b = self.view(ops.reads["b"]) if "b" in ops.reads else np.float32(i.imm)
         out = _BINARY[VBinFunct(i.funct)](a, b).astype(np.float32)
-        dst = self._sram(Mem.ACC, i.dst, i.dst_stride, i.rows, i.cols, "dst")
-        dst[...] = nx.canon_nan(out)
+        self.view(ops.writes["dst"])[...] = nx.canon_nan(out)
 
     def _exec_vunary(self, i: Insn) -> None:
-        a = self._sram(Mem.ACC, i.a, i.a_stride, i.rows, i.cols, "a")
-        self._check_alias(
-            (Mem.ACC, i.dst, i.dst_stride, i.rows, i.cols),
-            (Mem.ACC, i.a, i.a_stride, i.rows, i.cols),
-            "a",
-        )
-        out = _UNARY[VUnaryFunct(i.funct)](a)
-        dst = self._sram(Mem.ACC, i.dst, i.dst_stride, i.rows, i.cols, "dst")
-        dst[...] = nx.canon_nan(out)
+        ops = self.operands(i)
+        out = _UNARY[VUnaryFunct(i.funct)](self.view(ops.reads["a"]))
+        self.view(ops.writes["dst"])[...] = nx.canon_nan(out)
 
     def _exec_vreduce(self, i: Insn) -> None:
-        a = self._sram(Mem.ACC, i.a, i.a_stride, i.rows, i.cols, "a")
-        dst = self._sram(Mem.ACC, i.dst, i.dst_stride, i.rows, 1, "dst")
-        d0, d1 = i.dst, i.dst + max(i.rows - 1, 0) * i.dst_stride + 1
-        a0, a1 = i.a, i.a + max(i.rows - 1, 0) * i.a_stride + i.cols
-        if d0 < a1 and a0 < d1:
-            raise ExecError("reduction destination overlaps its source", fault=Fault.ALIAS)
+        ops = self.operands(i)
         op = "sum" if i.funct == VReduceFunct.SUM else "max"
-        dst[:, 0] = nx.reduce_rows(np.asarray(a), self.hw.line_elems, op)
+        a = np.asarray(self.view(ops.reads["a"]))
+        self.view(ops.writes["dst"])[:, 0] = nx.reduce_rows(a, self.hw.line_elems, op)
 
     def _exec_vmask(self, i: Insn) -> None:
-        a = self._sram(Mem.ACC, i.a, i.a_stride, i.rows, i.cols, "a")
-        self._check_alias(
-            (Mem.ACC, i.dst, i.dst_stride, i.rows, i.cols),
-            (Mem.ACC, i.a, i.a_stride, i.rows, i.cols),
-            "a",
-        )
+        ops = self.operands(i)
         r = np.arange(i.rows)[:, None]
         c = np.arange(i.cols)[None, :]
+        a = self.view(ops.reads["a"])
         out = np.where(c > r + i.offset, np.float32(i.imm), a).astype(np.float32)
-        dst = self._sram(Mem.ACC, i.dst, i.dst_stride, i.rows, i.cols, "dst")
-        dst[...] = nx.canon_nan(out)
+        self.view(ops.writes["dst"])[...] = nx.canon_nan(out)

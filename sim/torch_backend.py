@@ -23,6 +23,8 @@ checkpoint with those bytes in place, so golden checks see each layer as it was.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,7 +44,9 @@ from compiler.isa import (
     VUnaryFunct,
 )
 from sim import torch_numerics as tx
-from sim.ref import ExecError, RefMachine, Retired, fetch_segment
+from sim.operands import Dram, OperandError, Region, Sram, resolve
+from sim.ref import ExecError, Retired, fetch_segment
+from sim.torch_loops import Leaf, Loop, batch, sram_span
 
 _UNARY = {
     VUnaryFunct.COPY: lambda a: a.clone(),
@@ -60,6 +64,9 @@ _BINARY = {
 }
 
 
+CPU_BLOCK_ELEMS = 1 << 16  # elements per block of a batched step on a CPU (256 KiB fp32)
+
+
 @dataclass
 class Plan:
     """One device segment, ready to run: a step per instruction up to HALT."""
@@ -72,6 +79,8 @@ class Plan:
     graph: object = None  # torch.cuda.CUDAGraph once captured
     macs: int = 0  # per run, as the ISA model counts them
     dma_bytes: int = 0
+    loops: int = 0  # top-level batched loops
+    depth: int = 0  # deepest loop nesting
 
     @property
     def constants_immutable(self) -> bool:
@@ -99,6 +108,7 @@ class TorchBackend:
         trace: bool = False,
         graphs: bool | None = None,
         exact_matmul: bool = False,
+        batching: bool = True,
     ):
         self.hw = hw
         self.device = torch.device(device)
@@ -106,6 +116,10 @@ class TorchBackend:
             raise RuntimeError("device=cuda asked for, but torch sees no CUDA device")
         self.graphs = self.device.type == "cuda" if graphs is None else graphs
         self.exact_matmul = exact_matmul
+        self.batching = batching  # run tile loops as batched operations (sim/torch_loops.py)
+        # A CPU runs big batched steps in blocks that stay in its caches; a GPU wants
+        # the whole batch in one kernel.
+        self.block_elems = CPU_BLOCK_ELEMS if self.device.type == "cpu" else None
         self.trace: list[Retired] | None = [] if trace else None
         self.layer_ranges: dict[int, list[tuple[int, int]]] = {}
         # Bytes below `mutable_from` (code, constants) are the program's own and never
@@ -120,7 +134,8 @@ class TorchBackend:
         self.spad = torch.zeros(hw.spad_elems, dtype=torch.float32, device=self.device)
         self.acc = torch.zeros(hw.acc_elems, dtype=torch.float32, device=self.device)
         self.gather_bad = torch.zeros((), dtype=torch.int64, device=self.device)
-        self._stats = {"retired": 0, "macs": 0, "dma_bytes": 0, "device": str(self.device)}
+        self._stats = {"retired": 0, "steps": 0, "macs": 0, "dma_bytes": 0}
+        self._stats["device"] = str(self.device)
         # The matrix unit accumulates in fp32: never let the device use TF32 instead.
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
@@ -159,7 +174,8 @@ class TorchBackend:
                 dram[a:b] = buf.cpu().numpy()
             on_checkpoint(layer)
         dram[lo:] = final
-        self._stats["retired"] += len(plan.steps)
+        self._stats["retired"] += len(plan.insns)
+        self._stats["steps"] += len(plan.steps)
         self._stats["macs"] += plan.macs
         self._stats["dma_bytes"] += plan.dma_bytes
         if self.trace is not None:
@@ -218,54 +234,146 @@ class TorchBackend:
 
     # ------------------------------------------------------------------ planning
     def _plan(self, code: bytes, pc: int, dram_bytes: int) -> Plan:
-        # A dry ISA model: its operand checks (alignment, ranges, aliasing) are the spec.
-        self._checker = RefMachine(self.hw, np.zeros(dram_bytes, dtype=np.uint8))
-        plan = Plan([], [], self.mutable_from if self.program is not None else 0, [])
+        # Every instruction's operands are checked first, in program order, so a bad
+        # program faults at the same instruction, with the same code, as on the ISA model.
+        leaves = []
         for index, at, insn in fetch_segment(code, pc):
             try:
-                step = self._step(insn, plan, index)
-            except ExecError as e:
+                ops = resolve(insn, self.hw, dram_bytes)
+            except OperandError as e:
                 raise ExecError(e.reason, index, at, insn, e.fault) from None
-            plan.steps.append(step)
-            plan.insns.append((at, insn))
-            if insn.opcode == Opcode.DMA_ST and insn.dram < plan.sync_from:
-                plan.sync_from = 0  # the segment writes below: sync the whole image
+            leaves.append(Leaf(index, at, insn, ops))
+        nodes = batch(self.hw, leaves) if self.batching else leaves
+        plan = Plan([], [(leaf.pc, leaf.insn) for leaf in leaves], self.mutable_from, [])
+        if self.program is None or any(
+            leaf.insn.opcode == Opcode.DMA_ST and leaf.insn.dram < plan.sync_from for leaf in leaves
+        ):
+            plan.sync_from = 0  # the segment writes below: sync the whole image
+        scratch = max((_scratch_need(node, 1) for node in nodes), default=0)
+        self._scratch = torch.empty(scratch, dtype=torch.float32, device=self.device)
+        self._scratch_top = 0
+        for node in nodes:
+            self._plan_node(node, plan, [], [])
+        plan.loops = sum(isinstance(node, Loop) for node in nodes)
+        plan.depth = max((_depth(node) for node in nodes), default=0)
         return plan
 
-    def _sram(self, space, addr, stride, rows, cols, what) -> torch.Tensor:
-        self._checker._sram(space, addr, stride, rows, cols, what)
-        mem = self.acc if space == Mem.ACC else self.spad
-        return mem.as_strided((rows, cols), (stride, 1), addr)
+    def _plan_node(self, node, plan: Plan, levels: list[_Level], steps: list[tuple]) -> None:
+        """Steps for a node inside `levels` (enclosing loops, outermost first); steps[d]
+        is the node's address-vector step per iteration of levels[d]."""
+        if isinstance(node, Leaf):
+            step = self._leaf_step(node, plan, levels, steps)
+            if step is not None:
+                plan.steps.append(step)
+            return
+        counts = [lv.count for lv in levels] + [node.count]
+        level = _Level(node.count, {}, node.windows)
+        mark = self._scratch_top
+        for space, (lo, hi) in node.windows.items():
+            numel = math.prod(counts) * (hi - lo)
+            buf = self._scratch[self._scratch_top : self._scratch_top + numel]
+            level.buffers[space] = buf.view(*counts, hi - lo)
+            self._scratch_top += numel
+        offset = 0
+        for j, child in enumerate(node.body):
+            width = len(child.addrs)
+            inner = [s[offset : offset + width] for s in steps] + [node.deltas[j]]
+            self._plan_node(child, plan, [*levels, level], inner)
+            offset += width
+        # Live-out: the last iteration's private values become the enclosing state.
+        for acc in node.accesses:
+            if not acc.write or not isinstance(acc.region, Sram):
+                continue
+            r = acc.region
+            buf = level.buffers[r.space]
+            lo = node.windows[r.space][0]
+            last = buf.storage_offset() + (node.count - 1) * buf.stride(len(levels)) + r.addr - lo
+            src = buf.as_strided(
+                [*counts[:-1], r.rows, r.cols],
+                [*buf.stride()[: len(levels)], r.stride, 1],
+                last,
+            )
+            dst = self._view(r, [0] * len(levels), levels)
+            plan.steps.append(lambda dst=dst, src=src: dst.copy_(src))
+        self._scratch_top = mark
 
-    def _dram(self, dtype, addr, rs, cs, rows, cols, what) -> torch.Tensor:
-        self._checker._dram(dtype, addr, rs, cs, rows, cols, what)
-        typed = self.dram.view(torch.float32 if dtype == DType.FP32 else torch.int16)
-        size = 4 if dtype == DType.FP32 else 2
-        return typed.as_strided((rows, cols), (rs, cs), addr // size)
+    def _view(self, region: Region, deltas: list[int], levels: list[_Level]) -> torch.Tensor:
+        """The region over every iteration of `levels` as one tensor [*counts, rows,
+        cols]: a view of the private copy of the innermost loop whose written window it
+        falls in, else of the shared SRAM or the DRAM image; deltas[d] is its address
+        step per iteration of levels[d]."""
+        counts = [lv.count for lv in levels]
+        shape = [*counts, region.rows, region.cols]
+        if isinstance(region, Dram):
+            size = region.size
+            dtype = {None: torch.int32, DType.FP32: torch.float32, DType.BF16: torch.int16}
+            typed = self.dram.view(dtype[region.dtype])
+            strides = [d // size for d in deltas] + [region.rs, region.cs]
+            return typed.as_strided(shape, strides, region.addr // size)
+        for depth in reversed(range(len(levels))):
+            window = levels[depth].windows.get(region.space)
+            if window is None:
+                continue
+            inner = zip(counts[depth + 1 :], deltas[depth + 1 :], strict=True)
+            lo, hi = sram_span(region, tuple(inner))
+            if hi <= window[0] or window[1] <= lo:
+                continue
+            buf = levels[depth].buffers[region.space]
+            strides = [*buf.stride()[: depth + 1], *deltas[depth + 1 :], region.stride, 1]
+            return buf.as_strided(shape, strides, buf.storage_offset() + region.addr - window[0])
+        mem = self.acc if region.space == Mem.ACC else self.spad
+        return mem.as_strided(shape, [*deltas, region.stride, 1], region.addr)
 
-    def _step(self, i: Insn, plan: Plan, index: int) -> Callable[[], None]:
-        op = i.opcode
+    def _leaf_step(self, leaf: Leaf, plan: Plan, levels, steps) -> Callable[[], None] | None:
+        i, op = leaf.insn, leaf.insn.opcode
         if op in (Opcode.NOP, Opcode.HALT, Opcode.FENCE):
-            return lambda: None
+            return None
         if op == Opcode.CHECKPOINT:
-            ranges = self.layer_ranges.get(i.layer, [])
-            buffers = [
-                torch.empty(hi - lo, dtype=torch.uint8, device=self.device) for lo, hi in ranges
-            ]
-            plan.checkpoints.append((i.layer, ranges, buffers))
-            sources = [self.dram[lo:hi] for lo, hi in ranges]
+            return self._plan_checkpoint(i, plan)
+        names = [*leaf.ops.reads, *leaf.ops.writes]
+        regions = [*leaf.ops.reads.values(), *leaf.ops.writes.values()]
 
-            def snapshot():
-                for buf, src in zip(buffers, sources, strict=True):
-                    buf.copy_(src)
+        def view(name: str) -> torch.Tensor:
+            slot = names.index(name)
+            return self._view(regions[slot], [s[slot] for s in steps], levels)
 
-            return snapshot
-        return getattr(self, f"_plan_{op.name.lower()}")(i, plan, index)
+        planner = getattr(self, f"_plan_{op.name.lower()}")
+        counts = [lv.count for lv in levels]
+        elems = max(r.rows * r.cols for r in regions)
+        blocks = _blocks(counts, elems, self.block_elems)
+        if len(blocks) == 1:
+            return planner(i, plan, view, _Batch(counts, steps, leaf.index))
+        # On a CPU a step whose working set overflows the caches runs block by block
+        # (each block still a batch of iterations): the same values, computed in cache.
+        parts = [
+            planner(
+                i, plan, lambda name, at=at: view(name)[at], _Batch(counts, steps, leaf.index, at)
+            )
+            for at in blocks
+        ]
 
-    # One planner per opcode, in the ISA model's order of checks (sim/ref.py).
-    def _plan_dma_ld(self, i: Insn, plan: Plan, index: int):
-        src = self._dram(i.dtype, i.dram, i.dram_rs, i.dram_cs, i.rows, i.cols, "source")
-        dst = self._sram(i.space, i.sram, i.sram_stride, i.rows, i.cols, "destination")
+        def run_blocks():
+            for part in parts:
+                part()
+
+        return run_blocks
+
+    def _plan_checkpoint(self, i: Insn, plan: Plan) -> Callable[[], None]:
+        ranges = self.layer_ranges.get(i.layer, [])
+        buffers = [torch.empty(hi - lo, dtype=torch.uint8, device=self.device) for lo, hi in ranges]
+        plan.checkpoints.append((i.layer, ranges, buffers))
+        sources = [self.dram[lo:hi] for lo, hi in ranges]
+
+        def snapshot():
+            for buf, src in zip(buffers, sources, strict=True):
+                buf.copy_(src)
+
+        return snapshot
+
+    # One planner per opcode; `view(name)` is an operand over every iteration of the
+    # enclosing loops, shaped [*batch.counts, rows, cols].
+    def _plan_dma_ld(self, i: Insn, plan: Plan, view, batch: _Batch):
+        src, dst = view("src"), view("dst")
         plan.dma_bytes += src.numel() * src.element_size()
         bf16, to_spad = i.dtype == DType.BF16, i.space == Mem.SPAD
 
@@ -275,11 +383,10 @@ class TorchBackend:
 
         # Loads of the program's constants (weights) are converted once and kept: the
         # bytes cannot change while the plan lives (see Plan.constants_immutable).
-        size = 4 if i.dtype == DType.FP32 else 2
-        last = i.dram + ((i.rows - 1) * i.dram_rs + (i.cols - 1) * i.dram_cs) * size + size
+        first, last = batch.span(i.dram, i.dram + _dram_extent(i))
         lo, hi = self.constants
-        key = (i.dtype, i.dram, i.dram_rs, i.dram_cs, i.rows, i.cols, to_spad)
-        if not (lo <= i.dram and last <= hi and i.rows and i.cols):
+        key = (i.dtype, i.dram, i.dram_rs, i.dram_cs, i.rows, i.cols, to_spad, batch.key(0))
+        if not (lo <= first and last <= hi and i.rows and i.cols):
             return lambda: tx.store_canon(dst, convert())
 
         def step():
@@ -293,32 +400,17 @@ class TorchBackend:
 
         return step
 
-    def _plan_dma_st(self, i: Insn, plan: Plan, index: int):
-        if i.rows > 1 and i.dram_rs == 0 or i.cols > 1 and i.dram_cs == 0:
-            raise ExecError(
-                "store with a zero stride writes one address twice", fault=Fault.BAD_OPERANDS
-            )
-        src = self._sram(i.space, i.sram, i.sram_stride, i.rows, i.cols, "source")
-        dst = self._dram(i.dtype, i.dram, i.dram_rs, i.dram_cs, i.rows, i.cols, "destination")
-        if i.dtype != DType.BF16 and i.space == Mem.SPAD:
-            raise ExecError("SPAD holds bf16: store it as bf16, not fp32", fault=Fault.BAD_OPERANDS)
+    def _plan_dma_st(self, i: Insn, plan: Plan, view, batch: _Batch):
+        src, dst = view("src"), view("dst")
         plan.dma_bytes += dst.numel() * dst.element_size()
         if i.dtype == DType.BF16:
             return lambda: dst.copy_(tx.f32_to_bf16(src))
         return lambda: dst.copy_(src)
 
-    def _plan_gather(self, i: Insn, plan: Plan, index: int):
-        if i.idx % 4:
-            raise ExecError(
-                f"index address {i.idx:#x} not aligned to 4 bytes", fault=Fault.DRAM_ALIGN
-            )
-        if i.idx + 4 * i.rows > self.dram.numel():
-            raise ExecError(f"index array at {i.idx:#x} out of range", fault=Fault.DRAM_RANGE)
-        table = self._dram(i.dtype, i.table_addr, i.table_rs, 1, i.table_rows, i.cols, "table")
-        dst = self._sram(i.space, i.sram, i.sram_stride, i.rows, i.cols, "destination")
-        idx = self.dram.view(torch.int32)[i.idx // 4 : i.idx // 4 + i.rows]
+    def _plan_gather(self, i: Insn, plan: Plan, view, batch: _Batch):
+        table, dst, idx = view("table"), view("dst"), view("idx")[:, 0]
         n, bf16, to_spad = i.table_rows, i.dtype == DType.BF16, i.space == Mem.SPAD
-        tag = index + 1
+        tag = batch.index + 1
         plan.dma_bytes += i.rows * i.cols * table.element_size() + 4 * i.rows
 
         def step():
@@ -335,103 +427,142 @@ class TorchBackend:
 
         return step
 
-    def _plan_matmul(self, i: Insn, plan: Plan, index: int):
-        if i.acc and i.use_bias:
-            raise ExecError("acc and use_bias are exclusive", fault=Fault.BAD_OPERANDS)
-        a = self._sram(Mem.SPAD, i.a, i.a_stride, i.m, i.k, "A")
+    def _plan_matmul(self, i: Insn, plan: Plan, view, batch: _Batch):
+        a, b, c = view("a"), view("b"), view("dst")
         if i.trans_b:
-            b = self._sram(Mem.SPAD, i.b, i.b_stride, i.n, i.k, "B^T").t()
-        else:
-            b = self._sram(Mem.SPAD, i.b, i.b_stride, i.k, i.n, "B")
-        c = self._sram(Mem.ACC, i.dst, i.dst_stride, i.m, i.n, "C")
-        bias = None
-        if i.use_bias:
-            bias = self._sram(Mem.ACC, i.bias, 0, 1, i.n, "bias")
-            RefMachine._check_alias(
-                (Mem.ACC, i.dst, i.dst_stride, i.m, i.n), (Mem.ACC, i.bias, 0, 1, i.n), "C/bias"
-            )
-        plan.macs += i.m * i.n * i.k
+            b = b.transpose(-1, -2)
+        bias = view("bias") if i.use_bias else None
+        plan.macs += i.m * i.n * i.k * batch.size
         accumulate, exact, k = bool(i.acc), self.exact_matmul, i.k
 
         def step():
-            if bias is not None:
-                acc = bias.expand(c.shape[0], -1).clone()
-            elif accumulate:
-                acc = c.clone()
-            else:
-                acc = torch.zeros_like(c)
             if exact:  # the matrix unit's order: acc <- acc + a[:, k] * b[k, :]
+                if bias is not None:
+                    acc = bias.expand(c.shape).clone()
+                else:
+                    acc = c.clone() if accumulate else torch.zeros_like(c)
                 for kk in range(k):
-                    acc = acc + a[:, kk : kk + 1] * b[kk : kk + 1, :]
+                    acc = acc + a[..., kk : kk + 1] * b[..., kk : kk + 1, :]
             else:
-                acc = torch.addmm(acc, a, b)
+                acc = torch.matmul(a, b)
+                if bias is not None:
+                    acc = acc.add_(bias)
+                elif accumulate:
+                    acc = acc.add_(c)
             tx.store_canon(c, acc)
 
         return step
 
-    def _plan_move(self, i: Insn, plan: Plan, index: int):
-        src = self._sram(i.src_space, i.src, i.src_stride, i.rows, i.cols, "source")
-        dst = self._sram(i.dst_space, i.dst, i.dst_stride, i.rows, i.cols, "destination")
-        RefMachine._check_alias(
-            (i.dst_space, i.dst, i.dst_stride, i.rows, i.cols),
-            (i.src_space, i.src, i.src_stride, i.rows, i.cols),
-            "move",
-        )
+    def _plan_move(self, i: Insn, plan: Plan, view, batch: _Batch):
+        src, dst = view("src"), view("dst")
         rounding = i.dst_space == Mem.SPAD and i.src_space == Mem.ACC
         return lambda: dst.copy_(tx.round_bf16(src) if rounding else src.clone())
 
-    def _plan_vbin(self, i: Insn, plan: Plan, index: int):
-        region = (Mem.ACC, i.dst, i.dst_stride, i.rows, i.cols)
-        a = self._sram(Mem.ACC, i.a, i.a_stride, i.rows, i.cols, "a")
-        RefMachine._check_alias(region, (Mem.ACC, i.a, i.a_stride, i.rows, i.cols), "a")
-        mode = BMode(i.bmode)
-        if mode == BMode.IMM:
+    def _plan_vbin(self, i: Insn, plan: Plan, view, batch: _Batch):
+        a, dst = view("a"), view("dst")
+        if BMode(i.bmode) == BMode.IMM:
             b = torch.tensor(float(np.float32(i.imm)), dtype=torch.float32, device=self.device)
-        elif mode == BMode.FULL:
-            b = self._sram(Mem.ACC, i.b, i.b_stride, i.rows, i.cols, "b")
-            RefMachine._check_alias(region, (Mem.ACC, i.b, i.b_stride, i.rows, i.cols), "b")
-        elif mode == BMode.ROW:
-            b = self._sram(Mem.ACC, i.b, 0, 1, i.cols, "b")
-            RefMachine._check_alias(region, (Mem.ACC, i.b, 0, 1, i.cols), "b (row)")
         else:
-            b = self._sram(Mem.ACC, i.b, i.b_stride, i.rows, 1, "b")
-            RefMachine._check_alias(region, (Mem.ACC, i.b, i.b_stride, i.rows, 1), "b (column)")
+            b = view("b")
         fn = _BINARY[VBinFunct(i.funct)]
-        dst = self._sram(Mem.ACC, i.dst, i.dst_stride, i.rows, i.cols, "dst")
         return lambda: tx.store_canon(dst, fn(a, b))
 
-    def _plan_vunary(self, i: Insn, plan: Plan, index: int):
-        a = self._sram(Mem.ACC, i.a, i.a_stride, i.rows, i.cols, "a")
-        RefMachine._check_alias(
-            (Mem.ACC, i.dst, i.dst_stride, i.rows, i.cols),
-            (Mem.ACC, i.a, i.a_stride, i.rows, i.cols),
-            "a",
-        )
+    def _plan_vunary(self, i: Insn, plan: Plan, view, batch: _Batch):
+        a, dst = view("a"), view("dst")
         fn = _UNARY[VUnaryFunct(i.funct)]
-        dst = self._sram(Mem.ACC, i.dst, i.dst_stride, i.rows, i.cols, "dst")
         return lambda: tx.store_canon(dst, fn(a))
 
-    def _plan_vreduce(self, i: Insn, plan: Plan, index: int):
-        a = self._sram(Mem.ACC, i.a, i.a_stride, i.rows, i.cols, "a")
-        dst = self._sram(Mem.ACC, i.dst, i.dst_stride, i.rows, 1, "dst")
-        d0, d1 = i.dst, i.dst + max(i.rows - 1, 0) * i.dst_stride + 1
-        a0, a1 = i.a, i.a + max(i.rows - 1, 0) * i.a_stride + i.cols
-        if d0 < a1 and a0 < d1:
-            raise ExecError("reduction destination overlaps its source", fault=Fault.ALIAS)
+    def _plan_vreduce(self, i: Insn, plan: Plan, view, batch: _Batch):
+        a, dst = view("a"), view("dst")[..., 0]
         op = "sum" if i.funct == VReduceFunct.SUM else "max"
         lanes = self.hw.line_elems
-        return lambda: dst[:, 0].copy_(tx.reduce_rows(a, lanes, op))
+        return lambda: dst.copy_(tx.reduce_rows(a, lanes, op))
 
-    def _plan_vmask(self, i: Insn, plan: Plan, index: int):
-        a = self._sram(Mem.ACC, i.a, i.a_stride, i.rows, i.cols, "a")
-        RefMachine._check_alias(
-            (Mem.ACC, i.dst, i.dst_stride, i.rows, i.cols),
-            (Mem.ACC, i.a, i.a_stride, i.rows, i.cols),
-            "a",
-        )
+    def _plan_vmask(self, i: Insn, plan: Plan, view, batch: _Batch):
+        a, dst = view("a"), view("dst")
+        # The mask offset may step between iterations: one offset per iteration.
+        offset = batch.values(i.offset, slot=-1, device=self.device)  # [*counts, 1, 1]
         r = torch.arange(i.rows, device=self.device)[:, None]
         col = torch.arange(i.cols, device=self.device)[None, :]
-        masked = col > r + i.offset  # [rows, cols]
+        masked = col > r + offset  # [*counts, rows, cols]
         imm = torch.tensor(float(np.float32(i.imm)), dtype=torch.float32, device=self.device)
-        dst = self._sram(Mem.ACC, i.dst, i.dst_stride, i.rows, i.cols, "dst")
         return lambda: tx.store_canon(dst, torch.where(masked, imm, a))
+
+
+@dataclass
+class _Level:
+    """One enclosing loop while planning: its count, its private SRAM copies
+    ([*counts of the loops down to it, window elements] per memory) and windows."""
+
+    count: int
+    buffers: dict[Mem, torch.Tensor]
+    windows: dict[Mem, tuple[int, int]]
+
+
+@dataclass
+class _Batch:
+    """The loop iterations an instruction runs over: counts per enclosing loop and its
+    address-vector steps per loop; index is the instruction index of iteration 0."""
+
+    counts: list[int]
+    steps: list[tuple[int, ...]]
+    index: int
+    at: tuple = ()  # the block of iterations this step runs (an index into the counts)
+
+    @property
+    def size(self) -> int:
+        return math.prod(torch.empty(self.counts, device="meta")[self.at].shape)
+
+    def key(self, slot: int) -> tuple:
+        return tuple(self.counts), tuple(s[slot] for s in self.steps), repr(self.at)
+
+    def span(self, first: int, last: int, slot: int = 0) -> tuple[int, int]:
+        """[first, last) widened over every iteration of an address in `slot`."""
+        moves = [(n - 1) * s[slot] for n, s in zip(self.counts, self.steps, strict=True)]
+        return first + sum(min(0, m) for m in moves), last + sum(max(0, m) for m in moves)
+
+    def values(self, base: int, slot: int, device) -> torch.Tensor:
+        """base + its step per iteration, as a tensor [*counts, 1, 1]."""
+        out = torch.full((1,) * len(self.counts), base, dtype=torch.int64)
+        for d, (n, s) in enumerate(zip(self.counts, self.steps, strict=True)):
+            shape = [1] * len(self.counts)
+            shape[d] = n
+            out = out + s[slot] * torch.arange(n).view(shape)
+        return out[self.at][..., None, None].to(device)
+
+
+def _blocks(counts: list[int], elems: int, limit: int | None) -> list[tuple]:
+    """Index tuples into a batch of iterations `counts` (elems elements each) that cut
+    it into blocks of at most `limit` elements (whole iterations; row-major order)."""
+    per_block = max(1, (limit or 0) // max(elems, 1))
+    if limit is None or math.prod(counts) <= per_block:
+        return [()]
+    d = len(counts) - 1  # split dim: the outermost whose inner dims fit one block
+    while d > 0 and math.prod(counts[d:]) <= per_block:
+        d -= 1
+    inner = math.prod(counts[d + 1 :])
+    width = max(1, per_block // inner)
+    out = []
+    for outer in itertools.product(*(range(n) for n in counts[:d])):
+        for lo in range(0, counts[d], width):
+            out.append((*outer, slice(lo, min(lo + width, counts[d]))))
+    return out
+
+
+def _dram_extent(i: Insn) -> int:
+    """Bytes from a DMA's first element to one past its last."""
+    size = 4 if i.dtype == DType.FP32 else 2
+    return ((i.rows - 1) * i.dram_rs + (i.cols - 1) * i.dram_cs + 1) * size
+
+
+def _depth(node) -> int:
+    return 0 if isinstance(node, Leaf) else 1 + max(_depth(c) for c in node.body)
+
+
+def _scratch_need(node, outer: int) -> int:
+    """fp32 elements of private SRAM copies a loop nest needs at its deepest point."""
+    if not isinstance(node, Loop):
+        return 0
+    iters = outer * node.count
+    own = sum(iters * (hi - lo) for lo, hi in node.windows.values())
+    return own + max((_scratch_need(c, iters) for c in node.body), default=0)

@@ -178,18 +178,18 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------- reductions
 def reduce_rows(a: torch.Tensor, lanes: int, op: str) -> torch.Tensor:
-    """compiler.numerics.reduce_rows: lane partials in column order, then a pairwise
-    tree over the lanes."""
-    rows, cols = a.shape
+    """compiler.numerics.reduce_rows over the last dim of a [..., rows, cols]: lane
+    partials in column order, then a pairwise tree over the lanes."""
+    *lead, cols = a.shape
     chunks = -(-cols // lanes)
     identity = -0.0 if op == "sum" else float("-inf")
-    padded = torch.full((rows, chunks * lanes), identity, dtype=F32, device=a.device)
-    padded[:, :cols] = a
-    padded = padded.reshape(rows, chunks, lanes)
+    padded = torch.full((*lead, chunks * lanes), identity, dtype=F32, device=a.device)
+    padded[..., :cols] = a
+    padded = padded.reshape(*lead, chunks, lanes)
     combine = torch.add if op == "sum" else vmax
-    part = torch.full((rows, lanes), identity, dtype=F32, device=a.device)
+    part = torch.full((*lead, lanes), identity, dtype=F32, device=a.device)
     for c in range(chunks):
-        part = combine(part, padded[:, c, :])
-    while part.shape[1] > 1:
-        part = combine(part[:, 0::2], part[:, 1::2])
-    return canon_nan(part[:, 0])
+        part = combine(part, padded[..., c, :])
+    while part.shape[-1] > 1:
+        part = combine(part[..., 0::2], part[..., 1::2])
+    return canon_nan(part[..., 0])
