@@ -4,9 +4,13 @@ bench/torch_results.md (figures, not timed assertions).
 
 Per workload (prefill; batch x tokens) and device: tokens per second of
 - Loom: the compiled program on backend "torch" (hw config `server`: the default core
-  with 4 GiB of DRAM, which 8 x 512 needs). `first` includes planning the program (one
-  closure per instruction) and converting the weights once; `steady` is a later run.
-  Checkpoint snapshots are taken but not read back (no golden checks in the timing).
+  with 4 GiB of DRAM, which 8 x 512 needs), with its tile loops batched (the default)
+  and, for comparison, one step per instruction (batching=False). `first` includes
+  planning (operand checks, loop analysis, one closure per step) and converting the
+  weights once; `steady` is a later run. Steps per run are the tensor-operation groups
+  the backend issues: on a GPU each is at least one kernel launch (or graph node), so
+  they bound what per-launch overhead costs there. Checkpoint snapshots are taken but
+  not read back (no golden checks in the timing).
 - eager: the PyTorch model in fp32, torch.no_grad().
 - torch.compile: default mode; its compile time is reported separately.
 Decode is not measured: the compiler has no KV-cache lowering yet.
@@ -15,6 +19,7 @@ Decode is not measured: the compiler has no KV-cache lowering yet.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import statistics
@@ -57,14 +62,21 @@ def bench_workload(batch: int, tokens: int, device: str, repeats: int) -> dict:
     t0 = time.perf_counter()
     program = compiler.compile(spec.model, spec.inputs, kwargs=spec.kwargs, hw=HW)
     compile_s = time.perf_counter() - t0
-    backend = TorchBackend(program.hw, device=device)
     result = {}
+    loom = {}
+    for batching in (True, False):
+        backend = TorchBackend(program.hw, device=device, batching=batching)
 
-    def loom():
-        result["run"] = sim.execute(program, spec.inputs, backend, read_checkpoints=False)
+        def run(backend=backend):
+            result["run"] = sim.execute(program, spec.inputs, backend, read_checkpoints=False)
 
-    loom_first, loom_later = _timed(loom, repeats)
-    loom_out = result["run"].outputs[0]
+        first, later = _timed(run, repeats)
+        loom[batching] = (first, later, backend.stats["steps"] // (repeats + 1))
+        if batching:
+            loom_out = result["run"].outputs[0].clone()
+        result.clear()
+        del backend, run  # one DRAM image (and weight cache) at a time
+        gc.collect()
 
     model = spec.model.to(device)
     ids = spec.inputs[0].to(device)
@@ -84,18 +96,24 @@ def bench_workload(batch: int, tokens: int, device: str, repeats: int) -> dict:
 
     comp_first, comp_later = _timed(compiled_run, repeats)
     ref = result["eager"].float().cpu()
+    (loom_first, loom_later, steps), (flat_first, flat_later, flat_steps) = loom[True], loom[False]
     return {
         "workload": f"prefill {batch} x {tokens}",
         "device": device,
         "tokens": n_tokens,
         "instructions": len(program.code) // 32,
         "program_compile_s": round(compile_s, 2),
+        "loom_steps": steps,
         "loom_first_s": round(loom_first, 3),
         "loom_steady_s": round(statistics.median(loom_later), 3),
+        "unbatched_steps": flat_steps,
+        "unbatched_first_s": round(flat_first, 3),
+        "unbatched_steady_s": round(statistics.median(flat_later), 3),
         "eager_s": round(statistics.median(eager_later), 3),
         "torch_compile_s": round(statistics.median(comp_later), 3),
         "torch_compile_warmup_s": round(comp_first, 2),
         "loom_tok_s": round(n_tokens / statistics.median(loom_later), 1),
+        "unbatched_tok_s": round(n_tokens / statistics.median(flat_later), 1),
         "eager_tok_s": round(n_tokens / statistics.median(eager_later), 1),
         "torch_compile_tok_s": round(n_tokens / statistics.median(comp_later), 1),
         "loom_vs_eager_max_abs": float((loom_out - ref).abs().max()),
@@ -111,19 +129,24 @@ def write(rows: list[dict], host: dict) -> None:
         "Measured by `make bench-torch` (bench/torch_bench.py) on "
         f"{host['machine']} ({host['cpus']} CPUs, torch {host['torch']}"
         f"{', GPU ' + host['gpu'] if host.get('gpu') else ', no GPU'}), {host['date']}.",
-        "Tokens per second of prefill (batch x tokens per forward pass); the Loom column",
-        "is a steady-state run of the compiled program on backend `torch` (hw `server`);",
+        "Tokens per second of prefill (batch x tokens per forward pass). Loom columns are",
+        "steady-state runs of the compiled program on backend `torch` (hw `server`), with",
+        "the tile loops batched (the default) and with one step per instruction; steps",
+        "are tensor-operation groups issued per run (each at least one kernel on a GPU);",
         "`first` adds planning and the one-time weight conversion.",
         "",
-        "| workload | device | instructions | Loom tok/s | eager tok/s | torch.compile tok/s"
-        " | Loom s (first) | eager s | compile s (warm-up) | Loom vs eager max abs |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| workload | device | instructions | Loom steps | Loom tok/s | unbatched steps"
+        " | unbatched tok/s | eager tok/s | torch.compile tok/s | Loom s (first)"
+        " | unbatched s (first) | eager s | compile s (warm-up) | Loom vs eager max abs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         md.append(
-            f"| {r['workload']} | {r['device']} | {r['instructions']:,} | {r['loom_tok_s']:,.0f}"
+            f"| {r['workload']} | {r['device']} | {r['instructions']:,} | {r['loom_steps']:,}"
+            f" | {r['loom_tok_s']:,.0f} | {r['unbatched_steps']:,} | {r['unbatched_tok_s']:,.0f}"
             f" | {r['eager_tok_s']:,.0f} | {r['torch_compile_tok_s']:,.0f}"
-            f" | {r['loom_steady_s']} ({r['loom_first_s']}) | {r['eager_s']}"
+            f" | {r['loom_steady_s']} ({r['loom_first_s']})"
+            f" | {r['unbatched_steady_s']} ({r['unbatched_first_s']}) | {r['eager_s']}"
             f" | {r['torch_compile_s']} ({r['torch_compile_warmup_s']})"
             f" | {r['loom_vs_eager_max_abs']:.2e} |"
         )

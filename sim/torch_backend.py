@@ -282,7 +282,7 @@ class TorchBackend:
             offset += width
         # Live-out: the last iteration's private values become the enclosing state.
         for acc in node.accesses:
-            if not acc.write or not isinstance(acc.region, Sram):
+            if not acc.write or not isinstance(acc.region, Sram) or acc.region in node.dead:
                 continue
             r = acc.region
             buf = level.buffers[r.space]

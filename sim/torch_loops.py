@@ -101,6 +101,7 @@ class Loop:
     fixed_slots: frozenset[int]  # SRAM slots private inside: must not move in outer loops
     key: tuple = ()
     addrs: tuple[int, ...] = ()
+    dead: set = field(default_factory=set)  # live-out regions nothing reads: not copied
 
     def __post_init__(self):
         self.key = ("loop", self.count, tuple(n.key for n in self.body), tuple(self.deltas))
@@ -419,7 +420,50 @@ def batch(hw: HwConfig, leaves_: list[Leaf]) -> list[Node]:
         if len(found) == len(nodes):
             break
         nodes = found
+    prune_live_outs(nodes)
     return nodes
+
+
+def prune_live_outs(nodes: list[Node], live_at_end=lambda region: True) -> None:
+    """Mark each loop's live-out regions that the nodes after it overwrite before any
+    reads them: their copy-out can be skipped. live_at_end(region) says whether a value
+    left at the end of `nodes` is still needed (at a loop body's end: when the
+    enclosing loop's own live-out of it is)."""
+    for x, node in enumerate(nodes):
+        if not isinstance(node, Loop):
+            continue
+        outs = [a.region for a in node.accesses if a.write and isinstance(a.region, Sram)]
+        node.dead = {r for r in outs if not _read_later(r, nodes[x + 1 :], live_at_end)}
+        live = [r for r in outs if r not in node.dead]
+        prune_live_outs(node.body, lambda r, live=live: any(_overlap(r, o) for o in live))
+
+
+def _overlap(a: Sram, b: Sram) -> bool:
+    return a.space == b.space and a.addr < b.end and b.addr < a.end
+
+
+def _read_later(region: Sram, later: list[Node], live_at_end) -> bool:
+    remaining = mark(np.zeros(region.end - region.addr, dtype=bool), region.addr, region, ())
+    for node in later:
+        for acc in node.accesses:  # reads (a node reads its operands before it writes)
+            if acc.write or not isinstance(acc.region, Sram) or acc.region.space != region.space:
+                continue
+            lo, hi = sram_span(acc.region, acc.grid)
+            lo, hi = max(lo, region.addr), min(hi, region.end)
+            if lo < hi and remaining[lo - region.addr : hi - region.addr].any():
+                return True
+        for acc in node.accesses:
+            r = acc.region
+            if acc.write and isinstance(r, Sram) and r.space == region.space:
+                lo, hi = max(r.addr, region.addr), min(r.end, region.end)
+                if lo < hi:  # clear what this write covers
+                    covered = mark(np.zeros(r.end - r.addr, dtype=bool), r.addr, r, ())
+                    remaining[lo - region.addr : hi - region.addr] &= ~covered[
+                        lo - r.addr : hi - r.addr
+                    ]
+        if not remaining.any():
+            return False
+    return live_at_end(region)
 
 
 def iterations(node: Node) -> int:

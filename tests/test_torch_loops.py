@@ -17,8 +17,10 @@ from compiler.asm import assemble
 from compiler.hw import DEFAULT_HW, load_hw
 from compiler.isa import Fault, encode_program
 from sim.models import build
+from sim.operands import resolve
 from sim.ref import ExecError, RefMachine
 from sim.torch_backend import TorchBackend
+from sim.torch_loops import Leaf, Loop, batch
 
 X, Y, W = 0x10000, 0x30000, 0x50000  # input, output and weight areas of the image
 
@@ -171,3 +173,27 @@ def test_models_batched_are_bit_identical_with_the_isa_model(hw):
                 assert np.array_equal(x.numpy().view(np.uint8), y.numpy().view(np.uint8)), layer_id
     assert got.stats["retired"] == ref.stats["retired"]
     assert got.stats["steps"] < 0.6 * got.stats["retired"], got.stats
+
+
+def test_live_out_copies_are_skipped_only_when_nothing_reads_them():
+    def tile(base, rows):
+        return lambda k: (
+            f"""dma_ld space=acc dtype=fp32 sram=0 sram_stride=32 dram={base + k * 512} dram_rs=32 dram_cs=1 rows={rows} cols=32
+vexp dst=128 dst_stride=32 a=0 a_stride=32 rows={rows} cols=32
+dma_st space=acc dtype=fp32 sram=128 sram_stride=32 dram={Y + (base - X) + k * 512} dram_rs=32 dram_cs=1 rows={rows} cols=32"""
+        )  # noqa: E501
+
+    # Loop 1's buffers are overwritten by loop 2 (of another shape) before any read:
+    # its copy-out is dead. Loop 2's are read afterwards (the final vadd): live.
+    after = f"""vadd dst=256 dst_stride=32 a=128 a_stride=32 b=0 b_stride=32 rows=4 cols=32
+dma_st space=acc dtype=fp32 sram=256 sram_stride=32 dram={Y + 0x8000} dram_rs=32 dram_cs=1 rows=4 cols=32"""  # noqa: E501
+    source = _program(tile(X, 2), 6) + "\n" + _program(tile(X + 0x4000, 4), 5, after=after)
+    source = source.replace("halt\n", "", 1)
+    plan = _run(source)
+    assert plan.loops == 2
+    leaves = [
+        Leaf(n, 32 * n, insn, resolve(insn, DEFAULT_HW, 0x80000))
+        for n, insn in enumerate(assemble(source))
+    ]
+    first, second = [node for node in batch(DEFAULT_HW, leaves) if isinstance(node, Loop)]
+    assert len(first.dead) == 2 and not second.dead
