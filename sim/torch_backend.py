@@ -2,11 +2,14 @@
 image (CPU, or CUDA for production speed).
 
 Same blob, same layer table, same checks as the other backends. A device segment is
-planned once: every instruction becomes one step, a closure over tensor views of the
-device DRAM, scratchpad and accumulator made at plan time (operands checked then, with
-the ISA model's own checks and fault codes), so running it is a loop of a few tensor
-operations per instruction and no per-element Python. On CUDA the loop is captured into
-a CUDA graph on first use and replayed afterwards.
+planned once: every instruction's operands are resolved and checked in program order
+(sim/operands.py, as the ISA model does: same fault codes, same instruction), the
+compiler's tile loops are found and batched (sim/torch_loops.py: a loop body
+instruction runs once for all iterations, over private per-iteration SRAM copies), and
+each step becomes a closure over tensor views of the device DRAM, scratchpad,
+accumulator and private copies made at plan time. Running it is a loop of a few tensor
+operations per step and no per-element Python. On CUDA the loop is captured into a CUDA
+graph on first use and replayed afterwards.
 
 Numerics: element-wise work (DMA conversions, bf16 rounding, vector unit, special
 functions, reductions, masks) uses sim/torch_numerics.py, bit-identical with the ISA
@@ -249,7 +252,7 @@ class TorchBackend:
             leaf.insn.opcode == Opcode.DMA_ST and leaf.insn.dram < plan.sync_from for leaf in leaves
         ):
             plan.sync_from = 0  # the segment writes below: sync the whole image
-        scratch = max((_scratch_need(node, 1) for node in nodes), default=0)
+        scratch = max((node.scratch for node in nodes if isinstance(node, Loop)), default=0)
         self._scratch = torch.empty(scratch, dtype=torch.float32, device=self.device)
         self._scratch_top = 0
         for node in nodes:
@@ -557,12 +560,3 @@ def _dram_extent(i: Insn) -> int:
 
 def _depth(node) -> int:
     return 0 if isinstance(node, Leaf) else 1 + max(_depth(c) for c in node.body)
-
-
-def _scratch_need(node, outer: int) -> int:
-    """fp32 elements of private SRAM copies a loop nest needs at its deepest point."""
-    if not isinstance(node, Loop):
-        return 0
-    iters = outer * node.count
-    own = sum(iters * (hi - lo) for lo, hi in node.windows.values())
-    return own + max((_scratch_need(c, iters) for c in node.body), default=0)

@@ -36,6 +36,9 @@ from sim.operands import Dram, Operands, Region, Sram
 
 MAX_BODY = 64  # longest loop body searched for, in nodes
 MAX_LEVELS = 6  # loop nesting depth searched for
+# Private SRAM copies one loop nest may hold (fp32 elements, 512 MiB): a loop whose
+# copies would exceed it stays unbatched at that level (its inner loops still batch).
+MAX_PRIVATE_ELEMS = 1 << 27
 # Instruction fields that are addresses: they may step between iterations.
 ADDRESS_FIELDS = {"sram", "dram", "dst", "a", "b", "bias", "src", "offset"}
 # Never batched: barriers for the host, data-dependent addressing, no-ops.
@@ -102,6 +105,7 @@ class Loop:
     key: tuple = ()
     addrs: tuple[int, ...] = ()
     dead: set = field(default_factory=set)  # live-out regions nothing reads: not copied
+    scratch: int = 0  # fp32 elements of private copies for this nest, at its deepest
 
     def __post_init__(self):
         self.key = ("loop", self.count, tuple(n.key for n in self.body), tuple(self.deltas))
@@ -234,6 +238,11 @@ def analyse(hw: HwConfig, body: list[Node], deltas: list[tuple[int, ...]], count
             old = windows.get(acc.region.space, (lo, hi))
             windows[acc.region.space] = (min(lo, old[0]), max(hi, old[1]))
 
+    inner = max((n.scratch for n in body if isinstance(n, Loop)), default=0)
+    scratch = count * (sum(hi - lo for lo, hi in windows.values()) + inner)
+    if scratch > MAX_PRIVATE_ELEMS:
+        return None  # too much memory for the private copies
+
     # Elements of each window written so far in one iteration.
     written = {space: np.zeros(hi - lo, dtype=bool) for space, (lo, hi) in windows.items()}
     outside: list[Access] = []
@@ -273,9 +282,8 @@ def analyse(hw: HwConfig, body: list[Node], deltas: list[tuple[int, ...]], count
     # Private inside the loop, so fixed in any outer loop: children's private buffers,
     # private reads, and every SRAM write (its window is this loop's).
     sram_slots |= {slot for _, acc, _, slot in items if acc.write and isinstance(acc.region, Sram)}
-    return Loop(
-        count, body, deltas, windows, outside + list(live_out.values()), frozenset(sram_slots)
-    )
+    accesses = outside + list(live_out.values())
+    return Loop(count, body, deltas, windows, accesses, frozenset(sram_slots), scratch=scratch)
 
 
 # ---------------------------------------------------------------------- detection
