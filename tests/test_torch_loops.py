@@ -19,7 +19,7 @@ from compiler.isa import Fault, encode_program
 from sim.models import build
 from sim.operands import resolve
 from sim.ref import ExecError, RefMachine
-from sim.torch_backend import TorchBackend
+from sim.torch_backend import TorchBackend, _blocks
 from sim.torch_loops import Leaf, Loop, batch
 
 X, Y, W = 0x10000, 0x30000, 0x50000  # input, output and weight areas of the image
@@ -37,14 +37,15 @@ def _image(source: str) -> tuple[np.ndarray, bytes]:
     return dram, code
 
 
-def _run(source: str):
+def _run(source: str, block_elems: int | None = None):
     """Run on the ISA model and on the torch backend; assert identical final state.
-    Returns the torch backend's plan."""
+    Returns the torch backend's plan. block_elems: the CPU block size to use."""
     dram, code = _image(source)
     ref = RefMachine(DEFAULT_HW, dram.copy())
     with np.errstate(all="ignore"):
         ref.run(code, 0)
     backend = TorchBackend(DEFAULT_HW, exact_matmul=True)
+    backend.block_elems = block_elems or backend.block_elems
     got = dram.copy()
     backend.run_segment(got, code, 0, lambda layer: None)
     assert np.array_equal(got, ref.dram), "DRAM differs from the ISA model"
@@ -71,6 +72,17 @@ dma_st space=acc dtype=fp32 sram=128 sram_stride=32 dram={Y + k * 512} dram_rs=3
     plan = _run(_program(tile, 9))
     assert plan.loops == 1 and plan.depth == 1
     assert len(plan.steps) < 9 * 5 / 4  # 5 batched steps + live-out copies
+    # The same in cache-sized blocks of 2 iterations (5 blocks, the last one short).
+    _run(_program(tile, 9), block_elems=256)
+
+
+def test_blocks_cut_a_batch_into_whole_iterations():
+    assert _blocks([9], 128, None) == [()]
+    assert _blocks([9], 128, 256) == [(slice(0, 2),), (slice(2, 4),), (slice(4, 6),),
+                                      (slice(6, 8),), (slice(8, 9),)]  # fmt: skip
+    # Nested batches split the outermost dim whose inner dims fit one block.
+    assert _blocks([3, 4], 100, 800) == [(slice(0, 2),), (slice(2, 3),)]
+    assert _blocks([3, 4], 100, 200)[:3] == [(0, slice(0, 2)), (0, slice(2, 4)), (1, slice(0, 2))]
 
 
 def test_nested_tile_loops_with_an_operand_loaded_per_outer_iteration():
