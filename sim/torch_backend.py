@@ -47,7 +47,7 @@ from compiler.isa import (
     VUnaryFunct,
 )
 from sim import torch_numerics as tx
-from sim.operands import Dram, OperandError, Region, Sram, resolve
+from sim.operands import Dram, OperandError, Operands, Region, Sram, resolve
 from sim.ref import ExecError, Retired, fetch_segment
 from sim.torch_loops import Leaf, Loop, batch, sram_span
 
@@ -345,12 +345,15 @@ class TorchBackend:
         elems = max(r.rows * r.cols for r in regions)
         blocks = _blocks(counts, elems, self.block_elems)
         if len(blocks) == 1:
-            return planner(i, plan, view, _Batch(counts, steps, leaf.index))
+            return planner(i, plan, view, _Batch(counts, steps, leaf.index, leaf.ops))
         # On a CPU a step whose working set overflows the caches runs block by block
         # (each block still a batch of iterations): the same values, computed in cache.
         parts = [
             planner(
-                i, plan, lambda name, at=at: view(name)[at], _Batch(counts, steps, leaf.index, at)
+                i,
+                plan,
+                lambda name, at=at: view(name)[at],
+                _Batch(counts, steps, leaf.index, leaf.ops, at),
             )
             for at in blocks
         ]
@@ -386,9 +389,9 @@ class TorchBackend:
 
         # Loads of the program's constants (weights) are converted once and kept: the
         # bytes cannot change while the plan lives (see Plan.constants_immutable).
-        first, last = batch.span(i.dram, i.dram + _dram_extent(i))
+        first, last = batch.span("src")
         lo, hi = self.constants
-        key = (i.dtype, i.dram, i.dram_rs, i.dram_cs, i.rows, i.cols, to_spad, batch.key(0))
+        key = (i.dtype, i.dram, i.dram_rs, i.dram_cs, i.rows, i.cols, to_spad, batch.key("src"))
         if not (lo <= first and last <= hi and i.rows and i.cols):
             return lambda: tx.store_canon(dst, convert())
 
@@ -510,19 +513,28 @@ class _Batch:
     counts: list[int]
     steps: list[tuple[int, ...]]
     index: int
+    ops: Operands  # the instruction's regions at iteration 0
     at: tuple = ()  # the block of iterations this step runs (an index into the counts)
 
     @property
     def size(self) -> int:
         return math.prod(torch.empty(self.counts, device="meta")[self.at].shape)
 
-    def key(self, slot: int) -> tuple:
+    def _slot(self, name: str) -> int:
+        return [*self.ops.reads, *self.ops.writes].index(name)
+
+    def key(self, name: str) -> tuple:
+        """What identifies operand `name` over the whole batch."""
+        slot = self._slot(name)
         return tuple(self.counts), tuple(s[slot] for s in self.steps), repr(self.at)
 
-    def span(self, first: int, last: int, slot: int = 0) -> tuple[int, int]:
-        """[first, last) widened over every iteration of an address in `slot`."""
+    def span(self, name: str) -> tuple[int, int]:
+        """[first, end) addresses operand `name` covers over every iteration."""
+        region = {**self.ops.reads, **self.ops.writes}[name]
+        slot = self._slot(name)
         moves = [(n - 1) * s[slot] for n, s in zip(self.counts, self.steps, strict=True)]
-        return first + sum(min(0, m) for m in moves), last + sum(max(0, m) for m in moves)
+        lo = region.addr + sum(min(0, m) for m in moves)
+        return lo, region.end + sum(max(0, m) for m in moves)
 
     def values(self, base: int, slot: int, device) -> torch.Tensor:
         """base + its step per iteration, as a tensor [*counts, 1, 1]."""
@@ -550,12 +562,6 @@ def _blocks(counts: list[int], elems: int, limit: int | None) -> list[tuple]:
         for lo in range(0, counts[d], width):
             out.append((*outer, slice(lo, min(lo + width, counts[d]))))
     return out
-
-
-def _dram_extent(i: Insn) -> int:
-    """Bytes from a DMA's first element to one past its last."""
-    size = 4 if i.dtype == DType.FP32 else 2
-    return ((i.rows - 1) * i.dram_rs + (i.cols - 1) * i.dram_cs + 1) * size
 
 
 def _depth(node) -> int:

@@ -82,8 +82,6 @@ class Leaf:
         self.vector = np.asarray(self.addrs, dtype=np.int64)
         n_reads = len(self.ops.reads)
         self.accesses = [Access(r, s >= n_reads, s) for s, r in enumerate(regions)]
-        writes = [a.slot for a in self.accesses if a.write and isinstance(a.region, Sram)]
-        self.pinned = np.array(writes, dtype=np.int64)  # slots no loop may move
 
     @property
     def fixed_slots(self) -> frozenset[int]:
@@ -111,18 +109,9 @@ class Loop:
         self.key = ("loop", self.count, tuple(n.key for n in self.body), tuple(self.deltas))
         self.addrs = tuple(a for n in self.body for a in n.addrs)
         self.vector = np.asarray(self.addrs, dtype=np.int64)
-        self.pinned = np.array(sorted(self.fixed_slots), dtype=np.int64)  # slots no loop may move
 
 
 Node = Leaf | Loop
-
-
-def leaves(node: Node):
-    if isinstance(node, Leaf):
-        yield node
-    else:
-        for child in node.body:
-            yield from leaves(child)
 
 
 # ---------------------------------------------------------------------- footprints
@@ -309,16 +298,6 @@ def _fingerprints(nodes: list[Node]) -> np.ndarray:
     return out
 
 
-def _pinned_moves(nodes: list[Node], x: int, period: int) -> bool:
-    """Whether a slot that must stay put (an SRAM write, a private buffer) moves from
-    the first iteration to the second: such a run is no batchable loop."""
-    for j in range(period):
-        first, second = nodes[x + j], nodes[x + period + j]
-        if np.any(second.vector[first.pinned] != first.vector[first.pinned]):
-            return True
-    return False
-
-
 def _affine(nodes: list[Node], x: int, period: int, count: int, deltas) -> bool:
     """Whether every iteration's addresses are the first's plus k steps."""
     k = np.arange(count, dtype=np.int64)[:, None]
@@ -373,7 +352,7 @@ def find_loops(hw: HwConfig, nodes: list[Node]) -> list[Node]:
         if at not in tried:
             tried[at] = None
             ids = key[x : x + cover].reshape(cover // period, period)
-            if (ids == ids[0]).all() and not _pinned_moves(nodes, x, period):
+            if (ids == ids[0]).all():
                 # Legality on the first step (cheap to refuse), then every iteration.
                 deltas = [
                     tuple((nodes[x + period + j].vector - nodes[x + j].vector).tolist())
@@ -472,10 +451,3 @@ def _read_later(region: Sram, later: list[Node], live_at_end) -> bool:
         if not remaining.any():
             return False
     return live_at_end(region)
-
-
-def iterations(node: Node) -> int:
-    """Instructions a node stands for."""
-    if isinstance(node, Leaf):
-        return 1
-    return node.count * sum(iterations(c) for c in node.body)
