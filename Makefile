@@ -43,7 +43,7 @@ sim: $(STAMP)
 
 # Open the newest build/*/waves.fst (or WAVES_FILE=path) with its generated view.
 waves: $(STAMP)
-	$(PY) -m sim.waves $(WAVES_FILE)
+	$(PY) -m sim.rtl.waves $(WAVES_FILE)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not gpu"
@@ -54,15 +54,17 @@ test-full: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m sim.rtl_build
+	$(PY) -m contract.gen --check
+	$(PY) -m sim.rtl.build
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# Regenerate rtl/loom_pkg.sv and the tables in docs/isa.md from compiler/isa.py + hw.
+# Regenerate rtl/loom_pkg.sv, the tables in docs/isa.md and the lockstep checker's C++
+# header from the contract (contract/isa.py, csr.py, lockstep.py, hw.py).
 gen: $(STAMP)
-	$(PY) -m compiler.gen
+	$(PY) -m contract.gen
 
 bench: $(STAMP)
 	$(PY) bench/run.py

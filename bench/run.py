@@ -17,7 +17,7 @@ import torch
 
 import compiler
 import sim
-from sim.models import build
+from sim.cli.models import build
 
 OUT = Path(__file__).resolve().parent
 MODELS = [("gpt2-tiny", 8), ("mlp", 8), ("gpt2", 8)]
@@ -27,7 +27,7 @@ REPEATS = 3
 
 def layer_macs(program) -> dict[int, int]:
     """MACs of the MATMULs between each checkpoint and the one before it."""
-    from compiler.isa import Opcode, decode_program
+    from contract.isa import Opcode, decode_program
 
     out, acc = {}, 0
     for insn in decode_program(program.code):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler import numerics as nx
+from contract import numerics as nx
 
 STEP = int(sys.argv[1]) if len(sys.argv) > 1 else 61
 OUT = Path(__file__).resolve().parent

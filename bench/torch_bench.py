@@ -30,7 +30,7 @@ import torch
 
 import compiler
 import sim
-from sim.models import build
+from sim.cli.models import build
 from sim.torch_backend import TorchBackend
 
 OUT = Path(__file__).resolve().parent

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compiler import isa
 from compiler.ir import Checkpoint, DramRef, HostOp, PendingInsn, StreamItem
+from contract import isa
 
 
 @dataclass

@@ -16,8 +16,8 @@ from torch._decomp import core_aten_decompositions
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind
 
-from compiler import numerics as nx
 from compiler.ir import VDType
+from contract.blob import encode_tensor
 
 aten = torch.ops.aten
 
@@ -143,18 +143,8 @@ def run_frontend(
     return g
 
 
-def tensor_bytes(value: torch.Tensor, dtype: VDType) -> bytes:
-    """A constant's DRAM image in the given storage dtype."""
+def tensor_bytes(value: torch.Tensor, dtype: VDType, what: str = "constant") -> bytes:
+    """A constant's DRAM image in the given storage dtype (contract.blob's layout)."""
     t = value.detach().contiguous()
-    if dtype == VDType.BF16:
-        arr = nx.f32_to_bf16_bits(t.to(torch.float32).numpy())
-    elif dtype == VDType.F32:
-        arr = t.to(torch.float32).numpy()
-    elif dtype == VDType.I32:
-        wide = t.to(torch.int64)
-        if wide.numel() and (wide.min() < -(2**31) or wide.max() >= 2**31):
-            raise ValueError("integer constant does not fit in int32")
-        arr = wide.to(torch.int32).numpy()
-    else:
-        arr = t.to(torch.bool).numpy().astype(np.uint8)
-    return np.ascontiguousarray(arr).tobytes()
+    host = t.to(torch.float32) if t.is_floating_point() else t
+    return np.ascontiguousarray(encode_tensor(host.numpy(), dtype.value, what)).tobytes()

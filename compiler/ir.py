@@ -13,12 +13,13 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import numpy as np
 import torch
+
+from contract.blob import TENSOR_TYPES, TensorType
 
 
 class VDType(StrEnum):
-    """Element type of a value in DRAM."""
+    """Element type of a value in DRAM: a name of contract.blob.TENSOR_TYPES."""
 
     F32 = "float32"
     BF16 = "bfloat16"
@@ -26,25 +27,12 @@ class VDType(StrEnum):
     BOOL = "bool"
 
     @property
+    def layout(self) -> TensorType:
+        return TENSOR_TYPES[self.value]
+
+    @property
     def itemsize(self) -> int:
-        return {"float32": 4, "bfloat16": 2, "int32": 4, "bool": 1}[self.value]
-
-    @property
-    def torch(self) -> torch.dtype:
-        return {
-            "float32": torch.float32,
-            "bfloat16": torch.bfloat16,
-            "int32": torch.int64,
-            "bool": torch.bool,
-        }[self.value]
-
-    @property
-    def numpy(self) -> np.dtype:
-        return np.dtype(
-            {"float32": np.float32, "bfloat16": np.uint16, "int32": np.int32, "bool": np.uint8}[
-                self.value
-            ]
-        )
+        return self.layout.itemsize
 
     @staticmethod
     def of(dtype: torch.dtype) -> VDType:

@@ -16,11 +16,11 @@ from torch import fx
 
 from compiler import ops  # noqa: F401  (registers the lowerings)
 from compiler.frontend import Graph
-from compiler.hw import HwConfig
 from compiler.ir import Buffer, BufferKind, Checkpoint, HostOp, StreamItem, TensorRef, VDType
 from compiler.layers import LayerInfo, find_layers
 from compiler.ops.views import is_view, lower_view
 from compiler.registry import REGISTRY, LowerCtx, Unsupported, op_name
+from contract.hw import HwConfig
 
 
 @dataclass

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compiler.hw import HwConfig
 from compiler.ir import Buffer, BufferKind, StreamItem
+from contract.hw import HwConfig
 
 ALIGN = 64
 

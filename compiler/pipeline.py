@@ -6,16 +6,16 @@ import time
 
 import torch
 
-from compiler import isa
 from compiler.emit import encode_stream, segment_stream
 from compiler.frontend import run_frontend
-from compiler.hw import HwConfig, load_hw
 from compiler.ir import BufferKind, TensorRef
 from compiler.lower import lower_graph
 from compiler.memplan import plan_memory
-from compiler.program import Program
 from compiler.report import compile_report
 from compiler.verify import verify_graph, verify_placement, verify_stream
+from contract import isa
+from contract.blob import Program
+from contract.hw import HwConfig, load_hw
 
 
 def compile(
@@ -38,7 +38,7 @@ def compile(
     for ref in lowered.outputs:
         if ref is not None and ref.buffer.kind == BufferKind.ACTIVATION:
             ref.buffer.kind = BufferKind.OUTPUT
-    verify_stream(lowered.stream, lowered.buffers)
+    verify_stream(lowered.stream, lowered.buffers, hw)
 
     segments, host_ops, n_insns = segment_stream(lowered.stream)
     plan = plan_memory(lowered.stream, lowered.buffers, n_insns * isa.INSN_BYTES, hw)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import torch
 from torch import fx
 
-from compiler.hw import HwConfig
 from compiler.ir import (
     Buffer,
     BufferKind,
@@ -30,7 +29,8 @@ from compiler.ir import (
     VDType,
     contiguous_strides,
 )
-from compiler.isa import DType, Mem
+from contract.hw import HwConfig
+from contract.isa import Mem
 
 
 class Unsupported(Exception):
@@ -220,11 +220,10 @@ class LowerCtx:
     # -- DMA helpers -------------------------------------------------------------
     @staticmethod
     def dram_dtype(ref: TensorRef) -> int:
-        if ref.dtype == VDType.F32:
-            return DType.FP32
-        if ref.dtype == VDType.BF16:
-            return DType.BF16
-        raise Unsupported(f"{ref.dtype.value} tensors cannot be loaded into SRAM")
+        dtype = ref.dtype.layout.isa
+        if dtype is None:
+            raise Unsupported(f"{ref.dtype.value} tensors cannot be loaded into SRAM")
+        return dtype
 
     def _dma(
         self,

@@ -1,17 +1,17 @@
 """Compile report: every ATen op with its count and lowered/CPU status, instructions
-per unit, DRAM footprint."""
+per unit, DRAM footprint (rendered by sim/cli/report.py)."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from compiler.isa import FORMATS, decode_program
+from contract.isa import decode_program
 
 
 def compile_report(program, lowered, graph_stats: dict, times: dict) -> dict:
     per_unit, per_opcode = Counter(), Counter()
     for insn in decode_program(program.code):
-        per_unit[FORMATS[insn.opcode].unit] += 1
+        per_unit[insn.unit] += 1
         per_opcode[insn.opcode.name] += 1
     mem = program.meta["memory"]
     return {
@@ -31,24 +31,3 @@ def compile_report(program, lowered, graph_stats: dict, times: dict) -> dict:
         "layers": len(program.meta["layers"]),
         "times": times,
     }
-
-
-def format_report(report: dict) -> str:
-    lines = ["| ATen op | count | device | view | cpu |", "|---|---:|---:|---:|---:|"]
-    for op, row in report["ops"].items():
-        why = f" ({'; '.join(row['reasons'])})" if row.get("cpu") and row["reasons"] else ""
-        lines.append(
-            f"| {op}{why} | {row['count']} | {row.get('device', 0)} |"
-            f" {row.get('view', 0)} | {row.get('cpu', 0)} |"
-        )
-    d = report["dram"]
-    lines.append("")
-    lines.append(f"instructions: {report['instructions']}  per unit: {report['per_unit']}")
-    lines.append(
-        f"DRAM: {d['total_bytes'] / 2**20:.1f} MiB total, constants"
-        f" {d['constant_bytes'] / 2**20:.1f} MiB, activations"
-        f" {d['activation_bytes'] / 2**10:.1f} KiB (peak live"
-        f" {d['activation_peak_live'] / 2**10:.1f} KiB, no reuse"
-        f" {d['activation_no_reuse'] / 2**10:.1f} KiB)"
-    )
-    return "\n".join(lines)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from compiler.frontend import Graph
-from compiler.hw import HwConfig
-from compiler.ir import Buffer, BufferKind, HostOp, PendingInsn, StreamItem
+from compiler.ir import Buffer, BufferKind, DramRef, HostOp, PendingInsn, StreamItem
 from compiler.memplan import lifetimes
+from contract import isa
+from contract.hw import HwConfig
+from contract.regions import Dram, OperandError, resolve
+
+# DRAM size given to resolve() while addresses are still symbolic (placed at 0).
+_UNPLACED_DRAM = 1 << 64
 
 
 class VerifyError(AssertionError):
@@ -27,21 +32,53 @@ def verify_graph(g: Graph) -> None:
     g.graph.lint()
 
 
-def verify_stream(stream: list[StreamItem], buffers: list[Buffer]) -> None:
-    """Every activation is written before it is read; every buffer is registered."""
+def _dram_fields(mnemonic: str, placed: tuple, hw: HwConfig) -> tuple[list[str], list[str]]:
+    """The address fields of the DRAM regions an instruction reads and writes."""
+    try:
+        ops = resolve(isa.make(mnemonic, **dict(placed)), hw, _UNPLACED_DRAM)
+    except OperandError as e:
+        raise VerifyError(f"{mnemonic}: {e.reason} ({e.fault.name})") from None
+    reads = [r.field for r in ops.reads.values() if isinstance(r, Dram)]
+    return reads, [r.field for r in ops.writes.values() if isinstance(r, Dram)]
+
+
+def dram_access(
+    item: PendingInsn, hw: HwConfig, cache: dict | None = None
+) -> tuple[list[Buffer], list[Buffer]]:
+    """The buffers an instruction reads and writes in DRAM, from its operand regions
+    (contract.regions.resolve, with every symbolic address at 0; each region names the
+    field its address came from). An operand fault here is a lowering bug. Tiled loops
+    repeat the same instruction with other DRAM addresses: `cache` resolves it once."""
+    placed = tuple(sorted((k, 0 if isinstance(v, DramRef) else v) for k, v in item.args.items()))
+    key = (item.mnemonic, placed)
+    fields = cache.get(key) if cache is not None else None
+    if fields is None:
+        try:
+            fields = _dram_fields(item.mnemonic, placed, hw)
+        except VerifyError as e:
+            raise VerifyError(f"{e} (from {item.node})") from None
+        if cache is not None:
+            cache[key] = fields
+
+    def buffers(names: list[str]) -> list[Buffer]:
+        refs = [item.args.get(name) for name in names]
+        return [ref.buffer for ref in refs if isinstance(ref, DramRef)]
+
+    return buffers(fields[0]), buffers(fields[1])
+
+
+def verify_stream(stream: list[StreamItem], buffers: list[Buffer], hw: HwConfig) -> None:
+    """Every instruction's operands are legal; every activation is written before it is
+    read; every buffer is registered."""
     known = set(buffers)
     written: set[Buffer] = set()
+    resolved: dict = {}
     for i, item in enumerate(stream):
         for b in item.buffers():
             if b not in known:
                 raise VerifyError(f"item {i} ({item.node}) uses unregistered {b}")
         if isinstance(item, PendingInsn):
-            reads = [
-                v.buffer
-                for k, v in item.args.items()
-                if k in ("dram", "table_addr", "idx") and item.mnemonic != "dma_st"
-            ]
-            writes = [item.args["dram"].buffer] if item.mnemonic == "dma_st" else []
+            reads, writes = dram_access(item, hw, resolved)
         elif isinstance(item, HostOp):
             reads = [t.buffer for t in item.inputs]
             writes = [t.buffer for t in item.outputs]

@@ -32,8 +32,12 @@ module loom_core
   logic dma_start, mxu_start, vpu_start, dma_done, mxu_done, vpu_done;
   unit_e active;
   logic [31:0] mxu_macs;
+  logic [15:0] dma_rd_bytes, dma_wr_bytes;
   mem_req_t dma_mem_req, mxu_mem_req, vpu_mem_req, mem_req;
   mem_rsp_t mem_rsp;
+  // Performance counters (the CSRs read them)
+  logic [63:0] cycles_q, dma_rd_bytes_q, dma_wr_bytes_q, macs_q;
+  logic [31:0] dma_busy_q, mxu_busy_q, vpu_busy_q, fetch_stall_q;
 
   loom_csr u_csr (
     .clk_i,
@@ -110,7 +114,9 @@ module loom_core
     .axi_req_o    (dram_req_o),
     .axi_rsp_i    (dram_rsp_i),
     .mem_req_o    (dma_mem_req),
-    .mem_rsp_i    (mem_rsp)
+    .mem_rsp_i    (mem_rsp),
+    .rd_bytes_o   (dma_rd_bytes),
+    .wr_bytes_o   (dma_wr_bytes)
   );
 
   loom_mxu u_mxu (
@@ -163,20 +169,8 @@ module loom_core
   );
 
   // ------------------------------------------------------------------ performance counters
-  logic [63:0] cycles_q, dma_rd_bytes_q, dma_wr_bytes_q, macs_q;
-  logic [31:0] dma_busy_q, mxu_busy_q, vpu_busy_q, fetch_stall_q;
-  logic [63:0] dma_bytes;
-
-  // Bytes an issuing DMA instruction moves (the ISA model's dma_bytes).
-  always_comb begin
-    dma_ld_insn_t d;
-    gather_insn_t g;
-    d = dma_ld_insn_t'(insn);
-    g = gather_insn_t'(insn);
-    dma_bytes = 64'(d.rows) * 64'(d.cols) * ((d.dtype == DTYPE_BF16) ? 64'd2 : 64'd4);
-    if (opcode_e'(insn[7:0]) == OPCODE_GATHER) dma_bytes = dma_bytes + 64'(g.rows) * 64'd4;
-  end
-
+  // DMA bytes are counted as the DMA engine moves them (data beats, not fetches), so they
+  // equal the ISA model's count of the bytes each instruction's regions move.
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
       cycles_q <= '0;
@@ -202,11 +196,8 @@ module loom_core
       if (active == UNIT_MXU) mxu_busy_q <= mxu_busy_q + 32'd1;
       if (active == UNIT_VPU) vpu_busy_q <= vpu_busy_q + 32'd1;
       if (fetching) fetch_stall_q <= fetch_stall_q + 32'd1;
-      if (dma_start && opcode_e'(insn[7:0]) == OPCODE_DMA_ST) begin
-        dma_wr_bytes_q <= dma_wr_bytes_q + dma_bytes;
-      end else if (dma_start) begin
-        dma_rd_bytes_q <= dma_rd_bytes_q + dma_bytes;
-      end
+      dma_rd_bytes_q <= dma_rd_bytes_q + 64'(dma_rd_bytes);
+      dma_wr_bytes_q <= dma_wr_bytes_q + 64'(dma_wr_bytes);
       macs_q <= macs_q + 64'(mxu_macs);
     end
   end

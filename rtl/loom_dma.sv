@@ -33,7 +33,10 @@ module loom_dma
   input  axi_rsp_t            axi_rsp_i,
   // On-chip memories
   output mem_req_t            mem_req_o,
-  input  mem_rsp_t            mem_rsp_i
+  input  mem_rsp_t            mem_rsp_i,
+  // Data bytes moved this cycle (instruction fetch excluded): the byte counters
+  output logic [15:0]         rd_bytes_o,
+  output logic [15:0]         wr_bytes_o
 );
 
   localparam int unsigned BusBytes = StrbBits;
@@ -223,6 +226,8 @@ module loom_dma
     mem = '0;
     done_o = 1'b0;
     fetch_done_o = 1'b0;
+    rd_bytes_o = '0;
+    wr_bytes_o = '0;
     pop_bytes = '0;
     push_bytes = '0;
     push_data = '0;
@@ -322,9 +327,11 @@ module loom_dma
           KIND_DATA: begin
             push_bytes = CntBits'(take);
             push_data = StreamBits'(axi_rsp_i.r_data >> (32'(off) * 8));
+            rd_bytes_o = 16'(take);
           end
           KIND_INDEX: begin
             gidx_d = 32'(axi_rsp_i.r_data >> (32'(off) * 8));
+            rd_bytes_o = 16'(take);
             iss_d = ISS_ROW;
             if ($signed(gidx_d) < 0 || gidx_d >= 32'(ga_q.table_rows)) begin
               if (fault_d == FAULT_NONE) fault_d = FAULT_GATHER_INDEX;
@@ -450,6 +457,7 @@ module loom_dma
       w_fire = axi.w_valid && axi_rsp_i.w_ready;
       if (w_fire) begin
         pop_bytes = CntBits'(take);
+        wr_bytes_o = 16'(take);
         rd_left_d = left - 13'(take);
         rd_first_d = axi.w_last;
         if (axi.w_last) begin

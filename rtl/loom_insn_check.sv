@@ -1,6 +1,8 @@
 // Static checks of one decoded instruction, before it issues: the same faults, in the
-// same order, as the ISA model (sim/ref.py). Faults found only while executing (a gather
-// index out of range, a DRAM bus error) are reported by the unit that finds them.
+// same order, as the ISA model (contract/regions.py, resolve). Faults found only while
+// executing (a gather index out of range, a DRAM bus error) are reported by the unit that
+// finds them. Empty regions (no rows or no columns) touch no memory: never out of range,
+// never overlapping (docs/isa.md, "Empty regions").
 module loom_insn_check
   import loom_pkg::*;
 (
@@ -31,7 +33,11 @@ module loom_insn_check
     return r;
   endfunction
 
-  // Element just past the region's last one; Python integer semantics (rows may be 0).
+  function automatic logic region_empty(region_t r);
+    return r.rows == 16'd0 || r.cols == 16'd0;
+  endfunction
+
+  // Element just past the last one of a non-empty region.
   function automatic longint region_end(region_t r);
     return longint'(r.addr) + (longint'(r.rows) - 1) * longint'(r.stride) + longint'(r.cols);
   endfunction
@@ -39,28 +45,27 @@ module loom_insn_check
   function automatic fault_e sram_fault(region_t r);
     fault_e f;
     longint size;
-    longint last;
     size = (r.space == MEM_ACC) ? longint'(AccElems) : longint'(SpadElems);
-    last = (r.rows != 16'd0 && r.cols != 16'd0) ? region_end(r) : longint'(r.addr);
     f = FAULT_NONE;
     if ((longint'(r.addr) % LineElems) != 0 || (longint'(r.stride) % LineElems) != 0) begin
       f = FAULT_SRAM_ALIGN;
     end else if (r.rows > 16'd1 && 20'(r.cols) > r.stride) begin
       f = FAULT_SRAM_LAYOUT;
-    end else if (last > size) begin
+    end else if (!region_empty(r) && region_end(r) > size) begin
       f = FAULT_SRAM_RANGE;
     end
     return f;
   endfunction
 
+  // The two address spans share an element (an empty region shares none).
+  function automatic logic overlap(region_t a, region_t b);
+    return a.space == b.space && !region_empty(a) && !region_empty(b) &&
+           longint'(a.addr) < region_end(b) && longint'(b.addr) < region_end(a);
+  endfunction
+
   // dst and src must be identical or disjoint.
   function automatic logic partial_overlap(region_t dst, region_t src);
-    logic bad;
-    bad = 1'b0;
-    if (dst.space == src.space && dst != src) begin
-      bad = longint'(dst.addr) < region_end(src) && longint'(src.addr) < region_end(dst);
-    end
-    return bad;
+    return dst != src && overlap(dst, src);
   endfunction
 
   function automatic fault_e dram_fault(logic is_bf16, logic [31:0] addr, logic [23:0] rs,
@@ -139,7 +144,8 @@ module loom_insn_check
           a_r = region(gat.space, gat.sram, gat.sram_stride, gat.rows, gat.cols);
           if (gat.idx[1:0] != 2'd0) begin
             fault_o = FAULT_DRAM_ALIGN;
-          end else if (longint'(gat.idx) + 4 * longint'(gat.rows) > longint'(dram_limit_i)) begin
+          end else if (gat.rows != 16'd0 && longint'(gat.idx) +
+                       longint'(IndexBytes) * longint'(gat.rows) > longint'(dram_limit_i)) begin
             fault_o = FAULT_DRAM_RANGE;
           end else begin
             fault_o = first(dram_fault(gat.dtype, gat.table_addr, gat.table_rs, 24'd1, gat.table_rows,
@@ -197,11 +203,7 @@ module loom_insn_check
           dst_r = region(MEM_ACC, vr.dst, vr.dst_stride, vr.rows, 16'd1);
           fault_o = first(sram_fault(a_r), sram_fault(dst_r));
           // Unlike the other ops, even an identical destination is an error here.
-          if (fault_o == FAULT_NONE &&
-              longint'(vr.dst) < region_end(a_r) + longint'(vr.rows == 16'd0) * longint'(vr.a_stride) &&
-              longint'(vr.a) < region_end(dst_r) + longint'(vr.rows == 16'd0) * longint'(vr.dst_stride)) begin
-            fault_o = FAULT_ALIAS;
-          end
+          if (fault_o == FAULT_NONE && overlap(dst_r, a_r)) fault_o = FAULT_ALIAS;
         end
         OPCODE_VMASK: begin
           dst_r = region(MEM_ACC, vm.dst, vm.dst_stride, vm.rows, vm.cols);

@@ -1,161 +1,18 @@
-"""Running programs: sim.run(program, inputs, backend=..., check=True).
+"""Running Loom programs: `sim.run(program, inputs, backend="ref", check=True)`.
 
-Host and device share one DRAM image. Device segments run on the chosen backend; host
-segments (CPU-fallback ops) run with PyTorch. At every CHECKPOINT the layer's output
-and inputs are read out of DRAM; with check=True each is compared with PyTorch.
+The public API over the rooms below it (docs/architecture.md):
+  sim.runtime        segments, host ops, the DRAM image, the Backend protocol + registry
+  sim.ref            the ISA model (backend "ref")
+  sim.torch_backend  the program on PyTorch, CPU or CUDA (backend "torch")
+  sim.rtl            the RTL under Verilator + the cocotb testbench (backend "verilator")
+  sim.cli            `python -m sim` / `make sim`: options, models, reports, dumps
 """
 
-from __future__ import annotations
+from sim.runtime import RunResult, execute, register_backend, run
 
-import time
-from dataclasses import dataclass, field
+# The built-in backends, imported only when one is asked for.
+register_backend("ref", "sim.ref.backend:RefBackend")
+register_backend("torch", "sim.torch_backend.backend:TorchBackend")
+register_backend("verilator", "sim.rtl.backend:VerilatorBackend")
 
-import torch
-
-from sim import dram as dram_io
-from sim.backends import make_backend
-
-
-@dataclass
-class RunResult:
-    outputs: list[torch.Tensor]
-    checkpoints: dict[int, dict]  # layer id -> {"output": tensor, "inputs": [tensors]}
-    stats: dict
-    layers: list[dict] = field(default_factory=list)  # per-layer comparisons (check=True)
-    passed: bool | None = None
-
-
-def _resolve_target(name: str):
-    ns, op, overload = name.split(".")
-    return getattr(getattr(getattr(torch.ops, ns), op), overload)
-
-
-def _host_value(arg, tensors: list[torch.Tensor]):
-    if isinstance(arg, dict):
-        if "tensor" in arg:
-            return tensors[arg["tensor"]]
-        if "dtype" in arg:
-            return getattr(torch, arg["dtype"])
-        if "device" in arg:
-            return torch.device("cpu")
-        if "memory_format" in arg:
-            return getattr(torch, arg["memory_format"])
-        if "layout" in arg:
-            return getattr(torch, arg["layout"])
-    if isinstance(arg, list):
-        return [_host_value(a, tensors) for a in arg]
-    return arg
-
-
-def run_host_op(dram, op: dict) -> None:
-    tensors = [dram_io.read(dram, b) for b in op["inputs"]]
-    args = _host_value(op["args"], tensors)
-    kwargs = {k: _host_value(v, tensors) for k, v in op["kwargs"].items()}
-    result = _resolve_target(op["target"])(*args, **kwargs)
-    results = result if isinstance(result, (list, tuple)) else [result]
-    for b, value in zip(op["outputs"], results, strict=True):
-        dram_io.write(dram, b, value, f"host op {op['target']} ({op['node']})")
-
-
-def bind_inputs(program, dram, inputs) -> None:
-    tensor_bindings = [b for b in program.meta["inputs"] if "addr" in b]
-    tensors = [x for x in inputs if isinstance(x, torch.Tensor)]
-    if len(tensors) != len(tensor_bindings):
-        raise ValueError(
-            f"program takes {len(tensor_bindings)} tensor input(s)"
-            f" ({[b['name'] for b in tensor_bindings]}), got {len(tensors)}"
-        )
-    for b, x in zip(tensor_bindings, tensors, strict=True):
-        dram_io.write(dram, b, x, f"input {b['name']}")
-
-
-def execute(program, inputs, backend, read_checkpoints: bool = True) -> RunResult:
-    """Run every segment; read_checkpoints=False skips reading the layers out of DRAM at
-    each checkpoint (throughput measurements; no checks possible then)."""
-    if hasattr(backend, "bind_program"):
-        backend.bind_program(program)
-    dram = dram_io.new_image(program, getattr(backend, "new_dram", None))
-    bind_inputs(program, dram, inputs)
-    layers = {la["id"]: la for la in program.layers}
-    checkpoints: dict[int, dict] = {}
-    times = {"device_s": 0.0, "host_s": 0.0}
-
-    def on_checkpoint(layer_id: int) -> None:
-        la = layers.get(layer_id)
-        if la is None:
-            raise RuntimeError(f"checkpoint {layer_id} is not in the layer table")
-        if not read_checkpoints:
-            return
-        checkpoints[layer_id] = {
-            "output": dram_io.read(dram, la["output"]),
-            "inputs": [dram_io.read(dram, b) for b in la["inputs"]],
-        }
-
-    for seg in program.segments:
-        t = time.perf_counter()
-        if seg["kind"] == "device":
-            backend.run_segment(dram, program.code, seg["pc"], on_checkpoint)
-            times["device_s"] += time.perf_counter() - t
-        else:
-            run_host_op(dram, program.meta["host_ops"][seg["host_op"]])
-            times["host_s"] += time.perf_counter() - t
-    outputs = [dram_io.read(dram, b) if b else None for b in program.meta["outputs"]]
-    return RunResult(outputs, checkpoints, {**backend.stats, **times})
-
-
-def run(
-    program,
-    inputs,
-    backend: str = "ref",
-    check: bool = True,
-    golden=None,
-    trace: bool = False,
-    **options,
-) -> RunResult:
-    """Run a program; with check=True compare every checkpoint with PyTorch
-    (end to end and follow-actual) using golden (captured now if not given)."""
-    be = make_backend(backend, program.hw, trace=trace, **options)
-    t0 = time.perf_counter()
-    try:
-        result = execute(program, tuple(inputs), be)
-    finally:
-        if hasattr(be, "close"):
-            be.close()
-    result.stats["wall_s"] = time.perf_counter() - t0
-    result.stats["backend"] = backend
-    if trace:
-        result.stats["trace"] = be.trace
-    if check:
-        from golden import capture, check_layers
-
-        if program.graph is None:
-            raise ValueError(
-                "check=True needs the compiled graph: this program was loaded"
-                " from a blob; compile the model in this process"
-            )
-        golden = golden if golden is not None else capture(program.graph, inputs)
-        result.layers = check_layers(program, result, golden)
-    _merge_backend_checks(result)
-    return result
-
-
-def _merge_backend_checks(result: RunResult) -> None:
-    """Fold in what the backend checked itself: bit-exactness against the ISA model (RTL)
-    and cycles per layer."""
-    mismatches = result.stats.get("isa_mismatches", [])
-    by_layer = {m["layer"]: m for m in mismatches}
-    cycles = result.stats.get("layer_cycles", {})
-    for row in result.layers:
-        if row["id"] in cycles:
-            row["cycles"] = cycles[row["id"]]
-        if "isa_mismatches" in result.stats:
-            row["isa"] = "fail" if row["id"] in by_layer else "bit-exact"
-        if row["id"] in by_layer:
-            row["status"] = "fail"
-            row["reason"] = by_layer[row["id"]]["reason"]
-    whole = by_layer.get(None)
-    if result.layers:
-        result.passed = all(r["status"] == "pass" for r in result.layers) and whole is None
-    elif "isa_mismatches" in result.stats:
-        result.passed = not mismatches
-    return result
+__all__ = ["RunResult", "execute", "register_backend", "run"]

@@ -13,9 +13,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge, Timer
 
-from compiler.csr import CSR_BY_NAME
-
-CLOCK_PERIOD_NS = 10
+from contract.csr import CSR_BY_NAME
+from contract.hw import SIM_CLOCK_PERIOD_NS
 
 
 class LoomBfm:
@@ -34,7 +33,7 @@ class LoomBfm:
 
     async def reset(self) -> None:
         d = self.dut
-        Clock(d.clk, CLOCK_PERIOD_NS, unit="ns").start()
+        Clock(d.clk, SIM_CLOCK_PERIOD_NS, unit="ns").start()
         for sig in (
             d.csr_awvalid,
             d.csr_wvalid,
@@ -163,7 +162,7 @@ class LoomBfm:
         """Sleep until a checkpoint, the end of the run (irq), the first divergence from
         the ISA model, or the cycle budget."""
         d = self.dut
-        timer = Timer(max(1, budget_cycles) * CLOCK_PERIOD_NS, unit="ns")
+        timer = Timer(max(1, budget_cycles) * SIM_CLOCK_PERIOD_NS, unit="ns")
         fired = await First(
             RisingEdge(d.ckpt_valid), RisingEdge(d.irq), RisingEdge(d.diverge), timer
         )

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from pyuvm import uvm_analysis_port, uvm_component, uvm_env, uvm_subscriber
 
-from compiler.csr import STATUS_FAULT
-from compiler.hw import HwConfig
-from sim import dram as dram_io
-from sim import lockstep
+from contract.blob import binding_view
+from contract.csr import STATUS_FAULT
+from contract.hw import HwConfig
 from sim.ref import ExecError, RefMachine
+from testbench import lockstep
 from testbench.bfm import LoomBfm
 
 
@@ -203,7 +203,7 @@ class Scoreboard(uvm_subscriber):
 
 
 def _raw(dram: np.ndarray, binding: dict) -> np.ndarray:
-    return np.array(dram_io.view(dram, binding))
+    return np.array(binding_view(dram, binding))
 
 
 def compare_bits(expected: np.ndarray, actual: np.ndarray, layer: dict) -> dict:

@@ -10,13 +10,15 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
+from contract.hw import SIM_CLOCK_PERIOD_NS
+
 
 @cocotb.test()
 async def run_vectors(dut):
     lib = ctypes.CDLL(None)
     lib.loom_dram_map.argtypes = [ctypes.c_char_p]
     assert lib.loom_dram_map(os.environ["LOOM_FPU_FILE"].encode()) == 0
-    Clock(dut.clk, 10, unit="ns").start()
+    Clock(dut.clk, SIM_CLOCK_PERIOD_NS, unit="ns").start()
     dut.start.value = 0
     dut.count.value = int(os.environ["LOOM_FPU_COUNT"])
     dut.rst_n.value = 0

@@ -1,5 +1,5 @@
 """The cocotb test the parent process drives: it serves "run this segment" requests
-over a local socket (sim.verilator.VerilatorBackend is the client side).
+over a local socket (sim.rtl.backend.VerilatorBackend is the client side).
 
 Per request: map the DRAM file, load the image (front door for small images), let the
 scoreboard run the ISA model on a copy and arm the lockstep checker, set the waveform
@@ -20,7 +20,7 @@ import numpy as np
 import pyuvm
 from pyuvm import ConfigDB, uvm_test
 
-from compiler.hw import HwConfig
+from contract.hw import HwConfig
 from testbench.bfm import LoomBfm
 from testbench.env import CheckpointTxn, LoomEnv
 

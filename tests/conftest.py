@@ -5,9 +5,9 @@ import pytest
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from compiler.asm import assemble  # noqa: E402
-from compiler.hw import DEFAULT_HW  # noqa: E402
-from compiler.isa import encode_program  # noqa: E402
+from contract.asm import assemble  # noqa: E402
+from contract.hw import DEFAULT_HW  # noqa: E402
+from contract.isa import encode_program  # noqa: E402
 from sim.ref import RefMachine  # noqa: E402
 
 

@@ -20,13 +20,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from compiler.asm import assemble
-from compiler.hw import DEFAULT_HW
-from compiler.isa import Opcode, decode, encode_program
-from sim import dumps, lockstep
-from sim.faults import FAULTS
+from contract import lockstep
+from contract.asm import assemble
+from contract.hw import DEFAULT_HW
+from contract.isa import Opcode, decode, encode_program
+from contract.lockstep import RegionKind
+from sim.cli import dumps
 from sim.ref import RefMachine
-from sim.waves import Window, layer_spans, window_for
+from sim.rtl.faults import FAULTS
+from sim.rtl.waves import Window, window_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA, DATA_B, OUT = 0x4000, 0x5000, 0x8000
@@ -61,16 +63,16 @@ def test_write_regions_cover_every_writing_opcode():
     vadd dst=32 dst_stride=48 a=0 a_stride=48 b=0 b_stride=48 rows=2 cols=40
     vrsum dst=0 dst_stride=16 a=64 a_stride=48 rows=3 cols=40
     nop"""
-    regions = [lockstep.write_region(i) for i in assemble(src)]
+    regions = [lockstep.write_record(i, DEFAULT_HW, DRAM_BYTES).astuple() for i in assemble(src)]
     assert regions == [
-        (lockstep.SPAD, 32, 48, 1, 5, 37, 4),
-        (lockstep.DRAM, 0x200, 9, 2, 3, 4, 2),
-        (lockstep.ACC, 64, 16, 1, 2, 8, 4),
-        (lockstep.ACC, 16, 32, 1, 3, 7, 4),
-        (lockstep.SPAD, 0, 48, 1, 6, 40, 4),
-        (lockstep.ACC, 32, 48, 1, 2, 40, 4),
-        (lockstep.ACC, 0, 16, 1, 3, 1, 4),
-        (lockstep.NONE, 0, 0, 0, 0, 0, 0),
+        (RegionKind.SPAD, 32, 48, 1, 5, 37, 4),
+        (RegionKind.DRAM, 0x200, 9, 2, 3, 4, 2),
+        (RegionKind.ACC, 64, 16, 1, 2, 8, 4),
+        (RegionKind.ACC, 16, 32, 1, 3, 7, 4),
+        (RegionKind.SPAD, 0, 48, 1, 6, 40, 4),
+        (RegionKind.ACC, 32, 48, 1, 2, 40, 4),
+        (RegionKind.ACC, 0, 16, 1, 3, 1, 4),
+        (RegionKind.NONE, 0, 0, 0, 0, 0, 0),
     ]
 
 
@@ -161,7 +163,7 @@ def test_fault_program_victims_are_what_the_table_says():
     ops = [decode(program.code[i * 32 : i * 32 + 32]).opcode for i in range(19)]
     assert ops[3] == Opcode.DMA_LD and ops[6] == Opcode.MOVE
     assert ops[10] == Opcode.VBIN and ops[15] == Opcode.MATMUL
-    spans = layer_spans(program)
+    spans = program.listing.layer_spans()
     for insn, layer, _ in FAULT_EXPECTATIONS.values():
         layer_id = next(la["id"] for la in program.layers if la["path"] == layer)
         assert spans[layer_id][0] <= insn <= spans[layer_id][1]
@@ -187,7 +189,7 @@ def test_wave_windows_resolve():
 
 # ---------------------------------------------------------------------------- RTL
 def _run_with_fault(fault: str | None, **options):
-    from sim.verilator import VerilatorBackend
+    from sim.rtl.backend import VerilatorBackend
 
     program, dram = _fault_program()
     backend = VerilatorBackend(DEFAULT_HW, faults=[fault] if fault else [], **options)
@@ -206,7 +208,7 @@ def test_fault_free_debug_build_agrees_with_the_isa_model(tmp_path):
     program, dram = _fault_program()
     ref = dram.copy()
     RefMachine(DEFAULT_HW, ref).run(program.code, 0)
-    from sim.verilator import VerilatorBackend
+    from sim.rtl.backend import VerilatorBackend
 
     backend = VerilatorBackend(DEFAULT_HW, trace=True, waves=tmp_path / "all.fst")
     backend.bind_program(program)
@@ -224,7 +226,7 @@ def test_fault_free_debug_build_agrees_with_the_isa_model(tmp_path):
 @pytest.mark.rtl
 @pytest.mark.parametrize("fault", sorted(FAULT_EXPECTATIONS))
 def test_injected_fault_is_named_at_its_first_divergent_instruction(fault):
-    from sim.verilator import DivergenceError
+    from sim.rtl.backend import DivergenceError
 
     insn, layer, what = FAULT_EXPECTATIONS[fault]
     with pytest.raises(DivergenceError) as err:
@@ -236,9 +238,11 @@ def test_injected_fault_is_named_at_its_first_divergent_instruction(fault):
     text = str(err.value)
     assert f"instruction {insn} " in text and layer in text
     if what == "pc":
-        assert d.reason == 1 and d.expected_pc == insn * 32 and d.pc != d.expected_pc
+        assert (
+            d.reason == lockstep.Reason.PC and d.expected_pc == insn * 32 and d.pc != d.expected_pc
+        )
     else:
-        assert d.reason == 2 and d.mismatches > 0 and d.first
+        assert d.reason == lockstep.Reason.VALUE and d.mismatches > 0 and d.first
         f = d.first[0]
         assert f["expected_hex"] != f["actual_hex"]
         assert int((d.expected != d.actual).sum()) == d.mismatches
@@ -251,8 +255,8 @@ def test_injected_fault_is_named_at_its_first_divergent_instruction(fault):
 def test_windowed_trace_around_a_divergence_is_small_and_holds_the_view(tmp_path):
     import pywellen
 
-    from sim.verilator import DivergenceError
-    from sim.waves import write_views
+    from sim.rtl.backend import DivergenceError
+    from sim.rtl.waves import write_views
 
     insn = FAULT_EXPECTATIONS["vpu_add_round"][0]
     fst = tmp_path / "waves.fst"
@@ -284,7 +288,7 @@ def test_windowed_trace_around_a_divergence_is_small_and_holds_the_view(tmp_path
 
 @pytest.mark.rtl
 def test_cycle_window_records_just_those_cycles(tmp_path):
-    from sim.waves import build_view
+    from sim.rtl.waves import build_view
 
     fst = tmp_path / "cycles.fst"
     _run_with_fault(None, waves=fst, window=Window("cycles", 300, 499))

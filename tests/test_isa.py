@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler import isa
-from compiler.asm import AsmError, assemble, format_insn
-from compiler.disasm import disassemble
-from compiler.isa import FORMATS, IllegalInstruction, decode, encode, encode_program
+from contract import isa
+from contract.asm import AsmError, assemble, format_insn
+from contract.disasm import disassemble
+from contract.isa import FORMATS, IllegalInstruction, decode, encode, encode_program
 
 SOURCE = """
 # every opcode at least once
@@ -91,7 +91,7 @@ def test_illegal_words_are_refused():
 
 
 def test_cli_round_trip(tmp_path):
-    from compiler import asm, disasm
+    from contract import asm, disasm
 
     src = tmp_path / "p.s"
     src.write_text(SOURCE)

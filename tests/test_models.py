@@ -4,8 +4,8 @@ import pytest
 
 import compiler
 import sim
-from sim.__main__ import main as sim_main
-from sim.models import build
+from sim.cli import main as sim_main
+from sim.cli.models import build
 
 
 @pytest.mark.parametrize("name", ["gpt2-tiny", "mlp"])

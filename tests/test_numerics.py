@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from compiler import numerics as nx
+from contract import numerics as nx
 
 RNG = np.random.default_rng(1)
 

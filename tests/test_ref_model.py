@@ -4,7 +4,7 @@ faults that must name the instruction."""
 import numpy as np
 import pytest
 
-from compiler import numerics as nx
+from contract import numerics as nx
 from sim.ref import ExecError
 
 RNG = np.random.default_rng(7)

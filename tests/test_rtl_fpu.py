@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler import numerics as nx
-from compiler.hw import DEFAULT_HW
+from contract import numerics as nx
+from contract.hw import DEFAULT_HW
 
 pytestmark = pytest.mark.rtl
 
@@ -67,7 +67,7 @@ def _expected(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
 def test_fp_functions_bit_exact(tmp_path):
     from cocotb_tools.runner import get_runner
 
-    from sim import rtl_build
+    from sim.rtl import build as rtl_build
 
     build = rtl_build.build(
         DEFAULT_HW,

@@ -8,7 +8,7 @@ import pytest
 
 import compiler
 import sim
-from sim.models import build
+from sim.cli.models import build
 
 pytestmark = pytest.mark.rtl
 
@@ -29,3 +29,6 @@ def test_model_on_rtl(name, hw):
     ref = sim.run(program, spec.inputs, backend="ref", check=False).stats
     assert result.stats["macs"] == ref["macs"]
     assert result.stats["retired"] == ref["retired"]
+    # DMA bytes as the RTL's engine moved them = the bytes of each instruction's regions.
+    moved = result.stats["dma_rd_bytes"] + result.stats["dma_wr_bytes"]
+    assert moved == ref["dma_bytes"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.asm import assemble
-from compiler.hw import DEFAULT_HW
-from compiler.isa import Fault, encode_program
+from contract.asm import assemble
+from contract.hw import DEFAULT_HW
+from contract.isa import Fault, encode_program
 from sim.ref import ExecError, RefMachine
 
 pytestmark = pytest.mark.rtl
@@ -28,7 +28,7 @@ SPECIALS = np.array(
 
 @pytest.fixture(scope="module")
 def rtl():
-    from sim.verilator import VerilatorBackend
+    from sim.rtl.backend import VerilatorBackend
 
     backend = VerilatorBackend(DEFAULT_HW)
     yield backend
@@ -59,7 +59,7 @@ def run_both(rtl, source: str, data: dict[int, np.ndarray]) -> np.ndarray:
 
 
 def expect_fault(rtl, source: str, data: dict[int, np.ndarray], fault: Fault) -> None:
-    from sim.verilator import RtlError
+    from sim.rtl.backend import RtlError
 
     dram, code = _image(source, data)
     with pytest.raises(ExecError) as ref_err:
@@ -268,7 +268,7 @@ def test_fault_illegal_instruction(rtl):
     word[0] = 0xEE  # no such opcode
     code = code[:32] + bytes(word) + code[32:]
     dram[: len(code)] = np.frombuffer(code, dtype=np.uint8)
-    from sim.verilator import RtlError
+    from sim.rtl.backend import RtlError
 
     with pytest.raises(RtlError) as err:
         rtl.run_segment(dram, code, 0, lambda layer: None)
@@ -320,7 +320,7 @@ def test_static_faults(rtl, source, fault):
 
 
 def test_fault_runs_off_the_code(rtl):
-    from sim.verilator import RtlError
+    from sim.rtl.backend import RtlError
 
     dram, code = _image("nop", {})
     code = code[:32]  # no HALT

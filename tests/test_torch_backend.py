@@ -13,15 +13,15 @@ import torch
 
 import compiler
 import sim
-from compiler import numerics as nx
-from compiler.asm import assemble
-from compiler.hw import DEFAULT_HW
-from compiler.isa import Fault, encode_program
+from contract import numerics as nx
+from contract.asm import assemble
+from contract.hw import DEFAULT_HW
+from contract.isa import Fault, encode_program
 from golden.metrics import ISA_TOLERANCE, compare
-from sim import torch_numerics as tx
-from sim.models import build
+from sim.cli.models import build
 from sim.ref import ExecError, RefMachine
 from sim.torch_backend import TorchBackend
+from sim.torch_backend import numerics as tx
 
 CUDA = torch.cuda.is_available()
 DEVICES = [

@@ -12,15 +12,15 @@ import pytest
 
 import compiler
 import sim
-from compiler import numerics as nx
-from compiler.asm import assemble
-from compiler.hw import DEFAULT_HW, load_hw
-from compiler.isa import Fault, encode_program
-from sim.models import build
-from sim.operands import resolve
+from contract import numerics as nx
+from contract.asm import assemble
+from contract.hw import DEFAULT_HW, load_hw
+from contract.isa import Fault, encode_program
+from contract.regions import resolve
+from sim.cli.models import build
 from sim.ref import ExecError, RefMachine
-from sim.torch_backend import TorchBackend, _blocks
-from sim.torch_loops import Leaf, Loop, batch
+from sim.torch_backend.backend import TorchBackend, _blocks
+from sim.torch_backend.loops import Leaf, Loop, batch
 
 X, Y, W = 0x10000, 0x30000, 0x50000  # input, output and weight areas of the image
 

@@ -14,10 +14,10 @@ import math
 
 import torch
 
-from compiler.isa import BMode, Mem, VBinFunct
 from compiler.ops.matmul import _mat
 from compiler.ops.vector import Vec
 from compiler.registry import LowerCtx, Unsupported, lowering, tensor_meta
+from contract.isa import BMode, Mem, VBinFunct
 
 aten = torch.ops.aten
 NEG_INF = float("-inf")

@@ -9,7 +9,6 @@ from collections.abc import Callable
 import torch
 
 from compiler.ir import TensorRef, VDType
-from compiler.isa import Mem, VBinFunct, VUnaryFunct
 from compiler.ops.vector import Reg, Vec
 from compiler.registry import (
     LowerCtx,
@@ -20,6 +19,7 @@ from compiler.registry import (
     row_tiles,
     tensor_meta,
 )
+from contract.isa import Mem, VBinFunct, VUnaryFunct
 
 aten = torch.ops.aten
 ADD, SUB, MUL, MAX, MIN = (

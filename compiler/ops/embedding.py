@@ -7,8 +7,8 @@ import math
 import torch
 
 from compiler.ir import DramRef, TensorRef, VDType
-from compiler.isa import Mem
 from compiler.registry import LowerCtx, Unsupported, lowering, tensor_meta
+from contract.isa import Mem
 
 aten = torch.ops.aten
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from compiler.ir import TensorRef, contiguous_strides
-from compiler.isa import Mem
 from compiler.registry import LowerCtx, Unsupported, lowering, tensor_meta
+from contract.isa import Mem
 
 aten = torch.ops.aten
 MAX_TK = 1024

@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 
 from compiler.ir import TensorRef
-from compiler.isa import BMode, Mem, VBinFunct, VReduceFunct, VUnaryFunct
 from compiler.ops.vector import Reg, Vec
 from compiler.registry import (
     LowerCtx,
@@ -17,6 +16,7 @@ from compiler.registry import (
     row_tiles,
     tensor_meta,
 )
+from contract.isa import BMode, Mem, VBinFunct, VReduceFunct, VUnaryFunct
 
 aten = torch.ops.aten
 

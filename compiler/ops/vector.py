@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compiler.isa import BMode, VBinFunct, VReduceFunct, VUnaryFunct
 from compiler.registry import LowerCtx
+from contract.isa import BMode, VBinFunct, VReduceFunct, VUnaryFunct
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import operator
 import torch
 
 from compiler.ir import TensorRef
-from compiler.isa import Mem
 from compiler.registry import LowerCtx, Operand, Unsupported, row_tiles
+from contract.isa import Mem
 
 aten = torch.ops.aten
 

@@ -7,9 +7,10 @@ both processes map: the RTL's simulated DRAM (DPI-C) and numpy here see the same
 so checkpoints are read without copies. Small images are streamed through the host
 port (front door); large ones are written straight into the mapping (back door).
 
-Every retired instruction is checked against the ISA model as it retires (lockstep,
-sim/lockstep.py); the first divergence stops the run with a DivergenceError that names
-the instruction, layer and cycle and holds the differing values. At every checkpoint
+Every retired instruction is checked against the ISA model as it retires (lockstep:
+testbench/lockstep.py and hdl/loom_lockstep.cc); the first divergence stops the run
+with a DivergenceError that names the instruction, layer and cycle and holds the
+differing values. At every checkpoint
 the scoreboard also compares the layer's tensor bit for bit, then hands control here so
 the golden checks can read the layer; the run goes on when on_checkpoint returns.
 
@@ -33,14 +34,19 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.asm import format_insn
-from compiler.hw import HwConfig
-from compiler.isa import INSN_BYTES, Fault, IllegalInstruction, Opcode, decode
-from sim import faults as fault_catalog
-from sim import rtl_build
-from sim.lockstep import Divergence, format_divergence
+from contract.blob import Listing
+from contract.hw import HwConfig
+from contract.isa import INSN_BYTES, Fault, Mem, Opcode
+from contract.lockstep import Reason
+from contract.regions import Dram, OperandError, Sram, resolve
 from sim.ref import Retired
-from sim.waves import Window
+from sim.rtl import build as rtl_build
+from sim.rtl import faults as fault_catalog
+from sim.rtl.waves import Window
+from testbench.lockstep import Divergence, format_divergence
+
+# The cocotb test module the simulator runs (the testbench's side of the socket).
+TESTBENCH_MODULE = "testbench.serve"
 
 FRONTDOOR_MAX_BYTES = 16 * 1024
 START_TIMEOUT_S = 120
@@ -74,33 +80,44 @@ class DivergenceError(RtlError):
         self.divergence = divergence
 
 
-def cycle_budget(code: bytes, pc: int, hw: HwConfig) -> tuple[int, int]:
+def cycle_budget(listing: Listing, pc: int, hw: HwConfig, dram_bytes: int) -> tuple[int, int]:
     """(watchdog budget in cycles, instructions until HALT) for the segment at pc: a
-    generous upper bound per instruction, so only a real hang trips it."""
+    generous upper bound per instruction from its operand regions (contract.regions),
+    so only a real hang trips it."""
     line = hw.line_elems
     lat = hw.dram_latency_cycles
     bus = hw.dram_bus_bits // 8
     total, count = 0, 0
-    while pc + INSN_BYTES <= len(code):
-        try:
-            i = decode(code[pc : pc + INSN_BYTES])
-        except IllegalInstruction:
+    for ln in listing.lines[pc // INSN_BYTES :]:
+        if ln.insn is None:
             break
         count += 1
         cost = 2 * lat + 64  # fetch and issue
-        op = i.opcode
-        if op in (Opcode.DMA_LD, Opcode.DMA_ST, Opcode.GATHER):
-            esize = 2 if i.dtype else 4
-            per_row = i.cols + -(-i.cols * esize // bus) + 4
-            cost += i.rows * per_row + (i.rows + 2) * lat * (2 if op == Opcode.GATHER else 1)
-        elif op == Opcode.MATMUL:
-            tiles = -(-i.m // line) * -(-i.n // line)
-            cost += tiles * (i.k + 6 * line + 8)
-        elif op in (Opcode.MOVE, Opcode.VBIN, Opcode.VUNARY, Opcode.VREDUCE, Opcode.VMASK):
-            cost += i.rows * (-(-i.cols // line) + 2)
+        try:
+            ops = resolve(ln.insn, hw, dram_bytes)
+        except OperandError:  # it faults at issue
+            ops = None
+        if ops is not None:
+            sram = [r for r in ops.regions() if isinstance(r, Sram)]
+            rows = max((r.rows for r in sram), default=0)
+            if ln.unit == "dma":
+                # One beat per element at worst (strided columns), the row bursts, and a
+                # DRAM latency per row for each DRAM region read or written.
+                dram = [r for r in ops.regions() if isinstance(r, Dram)]
+                moved = ops.dram_read_bytes + ops.dram_write_bytes
+                beats = rows * -(-moved // max(rows, 1) // bus) if rows else 0
+                elems = sum(r.rows * r.cols for r in sram)
+                cost += elems + beats + 4 * rows + (rows + 2) * lat * len(dram)
+            elif ln.unit == "mxu":
+                # Per output tile: the reduction streamed through (at most the longest
+                # operand row) plus fill and drain.
+                (out,) = ops.writes.values()
+                depth = max((r.cols for r in sram if r.space == Mem.SPAD), default=0)
+                cost += -(-out.rows // line) * -(-out.cols // line) * (depth + 6 * line + 8)
+            elif ln.unit == "vpu":
+                cost += max((r.rows * (-(-r.cols // line) + 2) for r in sram), default=0)
         total += cost
-        pc += INSN_BYTES
-        if op == Opcode.HALT:
+        if ln.insn.opcode == Opcode.HALT:
             break
     return 2 * total + 100_000, count
 
@@ -130,8 +147,7 @@ class VerilatorBackend:
         if debug:
             defines[fault_catalog.DEFINE] = 1
         self.build = rtl_build.build(hw, waves=debug, defines=defines)
-        self.code = b""
-        self.checkpoint_pcs: list[tuple[int, int]] = []  # (pc, layer id), in code order
+        self.listing: Listing | None = None
         self.workdir = Path(workdir or self.build.dir / f"run-{os.getpid()}-{id(self):x}")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.dram_path = self.workdir / "dram.bin"
@@ -152,26 +168,19 @@ class VerilatorBackend:
         self._counters: dict[str, int] = {}
         self._progress_origin: tuple[float, float, int] | None = None
 
-    # ------------------------------------------------------------------ hooks for sim.run
-    def bind_program(self, program) -> None:
+    # ------------------------------------------------------------------ Backend protocol
+    def bind(self, program) -> None:
         self.layers = {la["id"]: {"output": la["output"]} for la in program.layers}
         self.layer_paths = {la["id"]: la["path"] for la in program.layers}
-        self.code = program.code
-        self.checkpoint_pcs = []
-        for pc in range(0, len(program.code) - INSN_BYTES + 1, INSN_BYTES):
-            try:
-                insn = decode(program.code[pc : pc + INSN_BYTES])
-            except IllegalInstruction:
-                continue
-            if insn.opcode == Opcode.CHECKPOINT:
-                self.checkpoint_pcs.append((pc, insn.layer))
+        self.listing = program.listing
 
-    def layer_of(self, pc: int) -> str | None:
-        """The layer an instruction belongs to: the first checkpoint at or after it."""
-        for at, layer in self.checkpoint_pcs:
-            if at >= pc:
-                return self.layer_paths.get(layer, f"layer {layer}")
-        return None
+    def _listing(self, code: bytes) -> Listing:
+        """The bound program's listing, or one of raw code run without a program."""
+        if self.listing is None or self.listing.code is not code:
+            self.listing = Listing(
+                code, [{"id": k, "path": p} for k, p in self.layer_paths.items()]
+            )
+        return self.listing
 
     def new_dram(self, nbytes: int) -> np.ndarray:
         """The DRAM image: the shared file itself when it is too large for the front door."""
@@ -232,7 +241,7 @@ class VerilatorBackend:
             runner = get_runner("verilator")
             log = self.workdir / "sim.log"
             runner.test(
-                test_module="testbench.serve",
+                test_module=TESTBENCH_MODULE,
                 hdl_toplevel=self.build.toplevel,
                 hdl_toplevel_lang="verilog",
                 build_dir=self.build.dir,
@@ -281,7 +290,8 @@ class VerilatorBackend:
                 image = dram.tobytes()
             else:
                 shared[:] = dram
-        budget, n_insns = cycle_budget(code, pc, self.hw)
+        listing = self._listing(code)
+        budget, n_insns = cycle_budget(listing, pc, self.hw, dram.size)
         self._conn.send(
             {
                 "cmd": "run",
@@ -324,37 +334,31 @@ class VerilatorBackend:
         self._stats["retired"] += msg["retired"]
         for k, v in msg["counters"].items():
             self._counters[k] = self._counters.get(k, 0) + v
-        self._record_trace(msg["trace"], code)
-        self._finish(msg, code)
+        self._record_trace(msg["trace"], listing)
+        self._finish(msg, listing)
 
-    def _record_trace(self, records: np.ndarray, code: bytes) -> None:
+    def _record_trace(self, records: np.ndarray, listing: Listing) -> None:
         if self.trace is None:
             return
         for pc, cycle, _digest in records.tolist():
-            try:
-                insn = decode(code[pc : pc + INSN_BYTES])
-                op, args = insn.opcode.name, dict(insn.args)
-            except (IllegalInstruction, ValueError):
-                op, args = "ILLEGAL", {}
+            insn = listing.at(pc).insn
+            op, args = (insn.opcode.name, dict(insn.args)) if insn else ("ILLEGAL", {})
             self.trace.append(Retired(len(self.trace), pc, op, args, cycle))
 
-    def _where(self, code: bytes, index: int, pc: int) -> str:
-        try:
-            text = format_insn(decode(code[pc : pc + INSN_BYTES]))
-        except (IllegalInstruction, ValueError):
-            text = code[pc : pc + INSN_BYTES].hex() if pc + INSN_BYTES <= len(code) else "?"
-        return f"instruction {index} (pc {pc:#x}): {text}"
+    @staticmethod
+    def _where(listing: Listing, index: int, pc: int) -> str:
+        return f"instruction {index} (pc {pc:#x}): {listing.at(pc).text}"
 
     def _layer_after(self, last_layer: int, seen_any: bool) -> str:
         ids = sorted(self.layer_paths)
         nxt = [i for i in ids if i > last_layer] if seen_any else ids
         return self.layer_paths[nxt[0]] if nxt else "(after the last checkpoint)"
 
-    def _finish(self, msg: dict, code: bytes) -> None:
+    def _finish(self, msg: dict, listing: Listing) -> None:
         status = msg["status"]
         if msg.get("divergence") is not None:
             d: Divergence = msg["divergence"]
-            d.layer = self.layer_of(d.expected_pc if d.reason == 1 else d.pc)
+            d.layer = listing.layer_of(d.expected_pc if d.reason == Reason.PC else d.pc)
             err = DivergenceError(d)
             err.trace = self.trace  # the retirements up to the divergence (trace=True)
             raise err
@@ -363,7 +367,7 @@ class VerilatorBackend:
         if status == "fault":
             fault = Fault(msg["fault"]) if msg["fault"] in Fault._value2member_map_ else None
             index = msg["retired"]
-            where = self._where(code, index, msg["fault_pc"])
+            where = self._where(listing, index, msg["fault_pc"])
             ref = msg["ref_fault"]
             agree = (
                 "the ISA model reports the same fault"
@@ -378,7 +382,7 @@ class VerilatorBackend:
                 msg["fault_pc"],
             )
         if status == "timeout":
-            where = self._where(code, msg["current_index"], msg["current_pc"])
+            where = self._where(listing, msg["current_index"], msg["current_pc"])
             raise RtlError(
                 f"simulation hang: no HALT within the watchdog budget ({msg['cycles']} cycles);"
                 f" {msg['retired']} instructions retired, stuck at {where}; layer {layer}",

@@ -20,8 +20,9 @@ when (checked per loop, else the loop is left as it is):
 - DRAM is not privatised: no byte written by one iteration may be read or written by
   another (checked exactly on the row intervals of every access).
 
-The analysis works on the operand regions of sim/operands.py, the same read and write
-sets the ISA model executes on.
+The analysis works on the operand regions of contract.regions, the same read and write
+sets the ISA model executes on; which fields may step between iterations is their role
+(contract.isa.POSITION_ROLES).
 """
 
 from __future__ import annotations
@@ -30,17 +31,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler.hw import HwConfig
-from compiler.isa import Insn, Mem, Opcode
-from sim.operands import Dram, Operands, Region, Sram
+from contract.hw import HwConfig
+from contract.isa import ADDRESS_ROLES, POSITION_ROLES, Insn, Mem, Opcode
+from contract.regions import Dram, Operands, Region, Sram
 
 MAX_BODY = 64  # longest loop body searched for, in nodes
 MAX_LEVELS = 6  # loop nesting depth searched for
 # Private SRAM copies one loop nest may hold (fp32 elements, 512 MiB): a loop whose
 # copies would exceed it stays unbatched at that level (its inner loops still batch).
 MAX_PRIVATE_ELEMS = 1 << 27
-# Instruction fields that are addresses: they may step between iterations.
-ADDRESS_FIELDS = {"sram", "dram", "dst", "a", "b", "bias", "src", "offset"}
 # Never batched: barriers for the host, data-dependent addressing, no-ops.
 UNBATCHED = {Opcode.CHECKPOINT, Opcode.GATHER, Opcode.NOP, Opcode.FENCE, Opcode.HALT}
 
@@ -70,14 +69,18 @@ class Leaf:
     accesses: list[Access] = field(default_factory=list)
 
     def __post_init__(self):
-        regions = [*self.ops.reads.values(), *self.ops.writes.values()]
-        self.addrs = tuple(r.addr for r in regions)
-        if self.insn.opcode == Opcode.VMASK:
-            self.addrs += (self.insn.offset,)
+        regions = self.ops.regions()
+        fmt = self.insn.fmt
+        # The address vector: every region's address, then the other position fields
+        # (VMASK's offset); everything else must be equal between iterations.
+        self.addrs = tuple(r.addr for r in regions) + tuple(
+            self.insn.args[f.name] for f in fmt.by_role(*POSITION_ROLES - ADDRESS_ROLES)
+        )
         if self.insn.opcode in UNBATCHED:
             self.key = ("unbatched", self.index)
         else:
-            fixed = sorted((k, v) for k, v in self.insn.args.items() if k not in ADDRESS_FIELDS)
+            moving = {f.name for f in fmt.by_role(*POSITION_ROLES)}
+            fixed = sorted((k, v) for k, v in self.insn.args.items() if k not in moving)
             self.key = (self.insn.opcode, *fixed)
         self.vector = np.asarray(self.addrs, dtype=np.int64)
         n_reads = len(self.ops.reads)

@@ -3,8 +3,8 @@ image (CPU, or CUDA for production speed).
 
 Same blob, same layer table, same checks as the other backends. A device segment is
 planned once: every instruction's operands are resolved and checked in program order
-(sim/operands.py, as the ISA model does: same fault codes, same instruction), the
-compiler's tile loops are found and batched (sim/torch_loops.py: a loop body
+(contract.regions, as the ISA model does: same fault codes, same instruction), the
+compiler's tile loops are found and batched (loops.py: a loop body
 instruction runs once for all iterations, over private per-iteration SRAM copies), and
 each step becomes a closure over tensor views of the device DRAM, scratchpad,
 accumulator and private copies made at plan time. Running it is a loop of a few tensor
@@ -12,7 +12,7 @@ operations per step and no per-element Python. On CUDA the loop is captured into
 graph on first use and replayed afterwards.
 
 Numerics: element-wise work (DMA conversions, bf16 rounding, vector unit, special
-functions, reductions, masks) uses sim/torch_numerics.py, bit-identical with the ISA
+functions, reductions, masks) uses numerics.py, bit-identical with the ISA
 model. MATMUL uses the device's fp32 matrix multiply (TF32 off), whose summation order
 is not the matrix unit's k order: results agree with the ISA model within the tolerance
 in docs/torch_backend.md, and later bf16 roundings can turn that into bf16-ulp
@@ -34,8 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from compiler.hw import HwConfig
-from compiler.isa import (
+from contract.blob import binding_span
+from contract.hw import HwConfig
+from contract.isa import (
     BMode,
     DType,
     Fault,
@@ -46,10 +47,10 @@ from compiler.isa import (
     VReduceFunct,
     VUnaryFunct,
 )
-from sim import torch_numerics as tx
-from sim.operands import Dram, OperandError, Operands, Region, Sram, resolve
+from contract.regions import Dram, OperandError, Operands, Region, Sram, resolve
 from sim.ref import ExecError, Retired, fetch_segment
-from sim.torch_loops import Leaf, Loop, batch, sram_span
+from sim.torch_backend import numerics as tx
+from sim.torch_backend.loops import Leaf, Loop, batch, sram_span
 
 _UNARY = {
     VUnaryFunct.COPY: lambda a: a.clone(),
@@ -91,16 +92,6 @@ class Plan:
         return self.sync_from > 0
 
 
-def binding_bytes(b: dict) -> tuple[int, int]:
-    """[first, last) DRAM bytes a bound tensor occupies."""
-    size = {"float32": 4, "bfloat16": 2, "int32": 4, "bool": 1}[b["dtype"]]
-    extent = sum((n - 1) * s for n, s in zip(b["shape"], b["strides"], strict=True)) + 1
-    if any(n == 0 for n in b["shape"]):
-        extent = 0
-    base = b["addr"] + b["offset"] * size
-    return base, base + extent * size
-
-
 class TorchBackend:
     name = "torch"
 
@@ -119,7 +110,7 @@ class TorchBackend:
             raise RuntimeError("device=cuda asked for, but torch sees no CUDA device")
         self.graphs = self.device.type == "cuda" if graphs is None else graphs
         self.exact_matmul = exact_matmul
-        self.batching = batching  # run tile loops as batched operations (sim/torch_loops.py)
+        self.batching = batching  # run tile loops as batched operations (loops.py)
         # A CPU runs big batched steps in blocks that stay in its caches; a GPU wants
         # the whole batch in one kernel.
         self.block_elems = CPU_BLOCK_ELEMS if self.device.type == "cpu" else None
@@ -143,17 +134,24 @@ class TorchBackend:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
 
-    # ------------------------------------------------------------------ hooks for sim.run
-    def bind_program(self, program) -> None:
+    # ------------------------------------------------------------------ Backend protocol
+    def bind(self, program) -> None:
         if program is not self.program:
             self.const_tiles.clear()
         self.program = program
         self.mutable_from = program.meta["memory"]["io"][0]
         self.constants = tuple(program.meta["memory"]["constants"])
         self.layer_ranges = {
-            la["id"]: [binding_bytes(b) for b in [la["output"], *la["inputs"]]]
+            la["id"]: [binding_span(b) for b in [la["output"], *la["inputs"]]]
             for la in program.layers
         }
+
+    def new_dram(self, nbytes: int) -> np.ndarray:
+        """The host image; the device keeps its own copy (uploaded per run)."""
+        return np.zeros(nbytes, dtype=np.uint8)
+
+    def close(self) -> None:
+        """Device memory goes with the object; plans stay valid until then."""
 
     @property
     def stats(self) -> dict:
@@ -380,12 +378,11 @@ class TorchBackend:
     # enclosing loops, shaped [*batch.counts, rows, cols].
     def _plan_dma_ld(self, i: Insn, plan: Plan, view, batch: _Batch):
         src, dst = view("src"), view("dst")
-        plan.dma_bytes += src.numel() * src.element_size()
+        plan.dma_bytes += batch.dram_bytes
         bf16, to_spad = i.dtype == DType.BF16, i.space == Mem.SPAD
 
-        def convert() -> torch.Tensor:
-            vals = tx.bf16_to_f32(src) if bf16 else src
-            return tx.round_bf16(vals) if to_spad and not bf16 else vals
+        def convert(out: torch.Tensor | None = None) -> torch.Tensor:
+            return tx.load_values(src, bf16, to_spad, out)
 
         # Loads of the program's constants (weights) are converted once and kept: the
         # bytes cannot change while the plan lives (see Plan.constants_immutable).
@@ -393,22 +390,22 @@ class TorchBackend:
         lo, hi = self.constants
         key = (i.dtype, i.dram, i.dram_rs, i.dram_cs, i.rows, i.cols, to_spad, batch.key("src"))
         if not (lo <= first and last <= hi and i.rows and i.cols):
-            return lambda: tx.store_canon(dst, convert())
+            return lambda: convert(dst)
 
         def step():
             if not plan.constants_immutable:
-                tx.store_canon(dst, convert())
+                convert(dst)
                 return
             tile = self.const_tiles.get(key)
             if tile is None:
-                tile = self.const_tiles[key] = tx.canon_nan(convert())
+                tile = self.const_tiles[key] = convert()
             dst.copy_(tile)
 
         return step
 
     def _plan_dma_st(self, i: Insn, plan: Plan, view, batch: _Batch):
         src, dst = view("src"), view("dst")
-        plan.dma_bytes += dst.numel() * dst.element_size()
+        plan.dma_bytes += batch.dram_bytes
         if i.dtype == DType.BF16:
             return lambda: dst.copy_(tx.f32_to_bf16(src))
         return lambda: dst.copy_(src)
@@ -417,7 +414,7 @@ class TorchBackend:
         table, dst, idx = view("table"), view("dst"), view("idx")[:, 0]
         n, bf16, to_spad = i.table_rows, i.dtype == DType.BF16, i.space == Mem.SPAD
         tag = batch.index + 1
-        plan.dma_bytes += i.rows * i.cols * table.element_size() + 4 * i.rows
+        plan.dma_bytes += batch.dram_bytes
 
         def step():
             # Out-of-range indices are recorded (the first faulting step wins) and
@@ -426,10 +423,7 @@ class TorchBackend:
             first = torch.where(bad.any() & (self.gather_bad == 0), tag, 0)
             self.gather_bad.add_(first)
             rows = table.index_select(0, idx.clamp(0, n - 1).to(torch.int64))
-            vals = tx.bf16_to_f32(rows) if bf16 else rows
-            if to_spad and not bf16:
-                vals = tx.round_bf16(vals)
-            tx.store_canon(dst, vals)
+            tx.load_values(rows, bf16, to_spad, dst)
 
         return step
 
@@ -519,6 +513,11 @@ class _Batch:
     @property
     def size(self) -> int:
         return math.prod(torch.empty(self.counts, device="meta")[self.at].shape)
+
+    @property
+    def dram_bytes(self) -> int:
+        """DRAM bytes the instruction moves over the iterations of this step."""
+        return (self.ops.dram_read_bytes + self.ops.dram_write_bytes) * self.size
 
     def _slot(self, name: str) -> int:
         return [*self.ops.reads, *self.ops.writes].index(name)

@@ -25,7 +25,7 @@ CSRS: tuple[Csr, ...] = (
     Csr("VERSION", 0x04, "ro", "ISA version in [7:0]"),
     Csr("CTRL", 0x08, "w1s", "bit 0: start at PC_START (ignored while busy)"),
     Csr("STATUS", 0x0C, "ro", "bit 0 busy, bit 1 done (HALT retired), bit 2 fault"),
-    Csr("FAULT", 0x10, "ro", "fault code (compiler.isa.Fault) of the last run"),
+    Csr("FAULT", 0x10, "ro", "fault code (contract.isa.Fault) of the last run"),
     Csr("PC_START", 0x14, "rw", "byte address of the first instruction"),
     Csr("CODE_END", 0x18, "rw", "fetching at or beyond this byte address faults"),
     Csr("DRAM_LIMIT", 0x1C, "rw", "DMA accesses at or beyond this byte address fault"),

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.lockstep import RegionKind
+from testbench.lockstep import Divergence, as_floats
+
 MAX_PIXELS = 512
 
 
@@ -90,3 +93,38 @@ def save_mismatch(
     scale = tuple(int(np.clip(256 // n, 1, 16)) for n in rgb.shape[:2])
     write_png(stem.with_suffix(".png"), rgb, scale)
     return {"npz": str(stem.with_suffix(".npz")), "png": str(stem.with_suffix(".png"))}
+
+
+def dump_divergence(out_dir: Path, d: Divergence) -> dict | None:
+    """The diverging instruction's region: the ISA model's values and the RTL's."""
+    if d.expected is None or d.actual is None:
+        return None
+    bf16 = d.region.get("kind") == RegionKind.DRAM and d.region.get("esize") == 2
+    return save_mismatch(
+        out_dir / "mismatch",
+        f"insn{d.insn_number}",
+        as_floats(d.expected, bf16),
+        as_floats(d.actual, bf16),
+        expected_bits=d.expected,
+        actual_bits=d.actual,
+    )
+
+
+def dump_failed_layers(out_dir: Path, program, result, golden) -> dict[int, dict]:
+    """Expected (PyTorch, end to end) and actual tensors of every failing checkpoint."""
+    files = {}
+    by_id = {la["id"]: la for la in program.layers}
+    for row in result.layers:
+        got = result.checkpoints.get(row["id"])
+        if row["status"] == "pass" or got is None:
+            continue
+        la = by_id[row["id"]]
+        expected = golden[la["node"]].detach().float().numpy()
+        actual = got["output"].detach().float().numpy()
+        if expected.shape != actual.shape:
+            continue
+        files[row["id"]] = save_mismatch(
+            out_dir / "mismatch", f"{row['id']:04d}_{row['path']}", expected, actual
+        )
+        row["dump"] = files[row["id"]]
+    return files

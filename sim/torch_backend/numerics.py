@@ -1,9 +1,9 @@
-"""The Loom numerics contract (compiler/numerics.py) on torch tensors, for the torch
+"""The Loom numerics contract (contract/numerics.py) on torch tensors, for the torch
 backend: the same fixed sequences of binary32 operations, so results are bit-identical
 with the ISA model on any device whose fp32 add/mul/compare are IEEE round-to-nearest-
 even with subnormals kept (CPU; CUDA, whose eager kernels run one operation each, so
 nothing is contracted into an FMA). tests/test_torch_backend.py checks every function
-against compiler/numerics.py over random values and the special classes.
+against contract/numerics.py over random values and the special classes.
 
 Bit manipulation runs on int64 copies of the fp32 patterns (torch has no unsigned
 32-bit arithmetic on every device).
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from compiler import numerics as nx
+from contract import numerics as nx
 
 F32 = torch.float32
 _MASK32 = 0xFFFFFFFF
@@ -90,6 +90,18 @@ def bf16_to_f32(b: torch.Tensor) -> torch.Tensor:
 
 def round_bf16(x: torch.Tensor) -> torch.Tensor:
     return bf16_to_f32(f32_to_bf16(x))
+
+
+def load_values(
+    raw: torch.Tensor, bf16: bool, to_spad: bool, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """contract.numerics.load_values: what DMA_LD and GATHER write into SRAM for raw
+    DRAM elements (fp32, or bf16 patterns as int16 when bf16); into `out` when given."""
+    vals = bf16_to_f32(raw) if bf16 else (round_bf16(raw) if to_spad else raw)
+    if out is None:
+        return canon_nan(vals)
+    store_canon(out, vals)
+    return out
 
 
 # ---------------------------------------------------------------- basic operations
@@ -178,7 +190,7 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------- reductions
 def reduce_rows(a: torch.Tensor, lanes: int, op: str) -> torch.Tensor:
-    """compiler.numerics.reduce_rows over the last dim of a [..., rows, cols]: lane
+    """contract.numerics.reduce_rows over the last dim of a [..., rows, cols]: lane
     partials in column order, then a pairwise tree over the lanes."""
     *lead, cols = a.shape
     chunks = -(-cols // lanes)

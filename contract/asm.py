@@ -6,7 +6,7 @@ Syntax, one instruction per line:
 
 Values: integers (decimal or 0x hex), enum names (acc, spad, fp32, bf16, row, ...),
 floats for fp32 fields (1.5, -inf, nan) or their exact bits as `bits:0x7fc00000`.
-Omitted fields are 0. `python -m compiler.asm prog.s -o prog.bin` writes raw code.
+Omitted fields are 0. `python -m contract.asm prog.s -o prog.bin` writes raw code.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import struct
 import sys
 from pathlib import Path
 
-from compiler.isa import FORMATS, MNEMONICS, IllegalInstruction, Insn, encode_program, make
+from contract.isa import FORMATS, MNEMONICS, IllegalInstruction, Insn, Role, encode_program, make
 
 _TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*([^\s,]+)")
 
@@ -89,7 +89,7 @@ def format_value(fmt_field, value: int | float) -> str:
         return repr(float(value))
     if fmt_field.enum is not None:
         return fmt_field.enum(value).name.lower()
-    if fmt_field.name in ("dram", "table_addr", "idx"):
+    if fmt_field.role == Role.DRAM_ADDR:
         return f"{value:#x}"
     return str(value)
 
@@ -107,7 +107,7 @@ def format_insn(insn: Insn) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m compiler.asm", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m contract.asm", description=__doc__)
     ap.add_argument("source", help="assembly file ('-' for stdin)")
     ap.add_argument("-o", "--output", required=True, help="raw code output")
     args = ap.parse_args(argv)

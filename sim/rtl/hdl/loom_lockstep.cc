@@ -15,10 +15,14 @@
 //
 // The waveform window (loom_ls_tick, traced builds only) switches the dump of
 // loom_sim_main.cc on while the core's pc or the cycle count is inside the window.
+//
+// The record layout, region kinds, reasons, window modes and digest constants are the
+// contract's (contract/lockstep.py), generated into loom_lockstep_gen.h.
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
+#include "loom_lockstep_gen.h"
 #include "svdpi.h"
 
 extern "C" {
@@ -29,25 +33,26 @@ int loom_wave_enable(int on);
 
 namespace {
 
-// One region per instruction: what the instruction writes.
-enum RegionKind : int64_t { kNone = 0, kSpad = 1, kAcc = 2, kDram = 3 };
-struct Region {
-  int64_t kind;
-  int64_t addr;        // element index (SPAD/ACC) or byte address (DRAM)
-  int64_t row_stride;  // in elements
-  int64_t col_stride;  // in elements (1 in SRAM)
-  int64_t rows;
-  int64_t cols;
-  int64_t esize;  // bytes per element in DRAM (2: bf16, 4: fp32); 4 in SRAM
-};
+using loom_lockstep::Region;
+using loom_lockstep::kDigestOffset;
+using loom_lockstep::kDigestStep;
+using loom_lockstep::kReasonAgree;
+using loom_lockstep::kReasonExtra;
+using loom_lockstep::kReasonPc;
+using loom_lockstep::kReasonValue;
+using loom_lockstep::kRegionDram;
+using loom_lockstep::kRegionNone;
+using loom_lockstep::kRegionSpad;
+using loom_lockstep::kWindowAll;
+using loom_lockstep::kWindowCycles;
+using loom_lockstep::kWindowOff;
+using loom_lockstep::kWindowPc;
 
 struct TraceRecord {
   uint64_t pc;
   uint64_t cycle;
   uint64_t digest;
 };
-
-enum Reason : int64_t { kAgree = 0, kPc = 1, kValue = 2, kExtra = 3 };
 
 struct State {
   int64_t n_expected = 0;
@@ -62,24 +67,21 @@ struct State {
   int64_t lanes = 0;
   std::vector<uint32_t> shadow[2];  // SPAD, ACC: one 32-bit word per element
   // The first divergence.
-  int64_t reason = kAgree;
+  int64_t reason = kReasonAgree;
   int64_t div_index = 0, div_pc = 0, div_cycle = 0, div_words = 0;
   uint64_t div_actual = 0, div_expected = 0;
-  // Waveform window: 0 off, 1 whole run, 2 pc range, 3 cycle range.
-  int64_t wave_mode = 0, wave_lo = 0, wave_hi = 0;
+  // Waveform window: a loom_lockstep::WindowMode and its range.
+  int64_t wave_mode = kWindowOff, wave_lo = 0, wave_hi = 0;
   bool wave_on = false;
 };
 
 State g;
 
-constexpr uint64_t kOffset = 0x9E3779B97F4A7C15ULL;
-constexpr uint64_t kStep = 0xD6E8FEB86659FD93ULL;
-
 // Word j of region r (row-major), or false when it lies outside the memory.
 bool region_word(const Region& r, int64_t j, uint32_t* out) {
   const int64_t row = j / r.cols, col = j % r.cols;
   const int64_t elem = row * r.row_stride + col * r.col_stride;
-  if (r.kind == kDram) {
+  if (r.kind == kRegionDram) {
     const uint64_t a = static_cast<uint64_t>(r.addr + elem * r.esize);
     if (loom_dram_base() == nullptr || a + r.esize > loom_dram_size()) return false;
     uint32_t w = 0;
@@ -87,24 +89,25 @@ bool region_word(const Region& r, int64_t j, uint32_t* out) {
     *out = w;
     return true;
   }
-  const auto& mem = g.shadow[r.kind == kSpad ? 0 : 1];
+  const auto& mem = g.shadow[r.kind == kRegionSpad ? 0 : 1];
   const int64_t e = r.addr + elem;
   if (e < 0 || e >= static_cast<int64_t>(mem.size())) return false;
   *out = mem[e];
   return true;
 }
 
-// The digest the ISA model computes in sim/lockstep.py: sum over j of
-// (word_j + kOffset) * (j * kStep | 1), modulo 2^64. A change of any single word
+// The digest the ISA model computes (contract.lockstep.digest): sum over j of
+// (word_j + kDigestOffset) * (j * kDigestStep | 1), modulo 2^64. A change of any single word
 // changes it (the multiplier is odd), and so does moving a value to another position.
 uint64_t digest(const Region& r, bool keep_words) {
-  if (r.kind == kNone || r.rows <= 0 || r.cols <= 0) return 0;
+  if (r.kind == kRegionNone || r.rows <= 0 || r.cols <= 0) return 0;
   uint64_t d = 0;
   const int64_t n = r.rows * r.cols;
   for (int64_t j = 0; j < n; ++j) {
     uint32_t w = 0;
     if (!region_word(r, j, &w)) w = 0xFFFFFFFFu;  // outside: cannot match a real digest
-    d += (static_cast<uint64_t>(w) + kOffset) * ((static_cast<uint64_t>(j) * kStep) | 1ULL);
+    d += (static_cast<uint64_t>(w) + kDigestOffset) *
+         ((static_cast<uint64_t>(j) * kDigestStep) | 1ULL);
     if (keep_words && j < g.scratch_cap) g.scratch[j] = w;
   }
   if (keep_words) g.div_words = n < g.scratch_cap ? n : g.scratch_cap;
@@ -146,7 +149,7 @@ void loom_ls_configure(int64_t n_expected, const uint32_t* exp_pc, const uint64_
   g.lanes = lanes;
   if (static_cast<int64_t>(g.shadow[0].size()) != spad_elems) g.shadow[0].assign(spad_elems, 0);
   if (static_cast<int64_t>(g.shadow[1].size()) != acc_elems) g.shadow[1].assign(acc_elems, 0);
-  g.reason = kAgree;
+  g.reason = kReasonAgree;
   g.div_words = 0;
 }
 
@@ -156,7 +159,7 @@ int64_t loom_ls_retired() { return g.retired; }
 // The first divergence of this segment: 0 when none, else fills out[8] with
 // reason, index, pc, cycle, actual digest, expected digest, words copied to scratch.
 int64_t loom_ls_divergence(int64_t* out) {
-  if (g.reason == kAgree) return 0;
+  if (g.reason == kReasonAgree) return 0;
   out[0] = g.reason;
   out[1] = g.div_index;
   out[2] = g.div_pc;
@@ -172,7 +175,7 @@ void loom_ls_wave_window(int64_t mode, int64_t lo, int64_t hi) {
   g.wave_mode = mode;
   g.wave_lo = lo;
   g.wave_hi = hi;
-  g.wave_on = mode == 1;
+  g.wave_on = mode == kWindowAll;
   loom_wave_enable(g.wave_on ? 1 : 0);
 }
 
@@ -196,27 +199,27 @@ int loom_ls_retire(int pc, int64_t cycle) {
   uint64_t d = 0;
   if (index < g.n_expected && g.regions != nullptr) d = digest(g.regions[index], false);
   if (index < g.trace_cap && g.trace != nullptr) g.trace[index] = {upc, static_cast<uint64_t>(cycle), d};
-  if (g.reason != kAgree || g.exp_pc == nullptr) return g.reason != kAgree;
+  if (g.reason != kReasonAgree || g.exp_pc == nullptr) return g.reason != kReasonAgree;
   if (index >= g.n_expected) {
-    latch(kExtra, index, upc, cycle, d, 0);
+    latch(kReasonExtra, index, upc, cycle, d, 0);
   } else if (upc != g.exp_pc[index]) {
-    latch(kPc, index, upc, cycle, d, g.exp_digest[index]);
+    latch(kReasonPc, index, upc, cycle, d, g.exp_digest[index]);
   } else if (d != g.exp_digest[index]) {
-    latch(kValue, index, upc, cycle, d, g.exp_digest[index]);
+    latch(kReasonValue, index, upc, cycle, d, g.exp_digest[index]);
     digest(g.regions[index], true);  // keep the actual words for the report
   }
-  return g.reason != kAgree;
+  return g.reason != kReasonAgree;
 }
 
-int loom_ls_diverged() { return g.reason != kAgree; }
+int loom_ls_diverged() { return g.reason != kReasonAgree; }
 
 // Every cycle of a traced build: keep the dump on exactly inside the window.
 void loom_ls_tick(int64_t cycle, int pc, unsigned char busy) {
   bool on = g.wave_on;
-  if (g.wave_mode == 2) {
+  if (g.wave_mode == kWindowPc) {
     on = busy && static_cast<int64_t>(static_cast<uint32_t>(pc)) >= g.wave_lo &&
          static_cast<int64_t>(static_cast<uint32_t>(pc)) <= g.wave_hi;
-  } else if (g.wave_mode == 3) {
+  } else if (g.wave_mode == kWindowCycles) {
     on = cycle >= g.wave_lo && cycle <= g.wave_hi;
   }
   if (on != g.wave_on) {

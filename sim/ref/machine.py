@@ -3,7 +3,8 @@
 Executes encoded instructions on a DRAM image (a numpy byte array) with numpy,
 vectorised over each instruction's whole region, so one instruction costs a few
 numpy calls (MATMUL: a few per step of k). Bit semantics come from
-compiler.numerics; docs/isa.md states them in words.
+contract.numerics, operand regions and their faults from contract.regions; docs/isa.md
+states them in words.
 
 Errors (illegal instruction, misaligned or out-of-range address, SRAM overflow,
 overlapping operands, gather index out of range) raise ExecError naming the
@@ -19,11 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from compiler import numerics as nx
-from compiler.asm import format_insn
-from compiler.hw import HwConfig
-from compiler.isa import (
-    FORMATS,
+from contract import numerics as nx
+from contract.asm import format_insn
+from contract.hw import HwConfig
+from contract.isa import (
     INSN_BYTES,
     DType,
     Fault,
@@ -36,7 +36,7 @@ from compiler.isa import (
     VUnaryFunct,
     decode,
 )
-from sim.operands import OperandError, Operands, Region, Sram, resolve
+from contract.regions import OperandError, Operands, Region, Sram, resolve
 
 
 class ExecError(RuntimeError):
@@ -137,7 +137,7 @@ class RefMachine:
 
     # ------------------------------------------------------------ addressing helpers
     def operands(self, i: Insn) -> Operands:
-        """i's regions, checked (sim/operands.py); ExecError on an operand fault."""
+        """i's regions, checked (contract.regions); ExecError on an operand fault."""
         try:
             return resolve(i, self.hw, self.dram.size)
         except OperandError as e:
@@ -182,7 +182,7 @@ class RefMachine:
             st = self.stats
             st.retired += 1
             st.per_opcode[insn.opcode.name] += 1
-            st.per_unit[FORMATS[insn.opcode].unit] += 1
+            st.per_unit[insn.unit] += 1
             if trace is not None:
                 trace.append(Retired(index, pc, insn.opcode.name, dict(insn.args)))
             if on_retire is not None:
@@ -199,27 +199,19 @@ class RefMachine:
             if on_checkpoint is not None:
                 on_checkpoint(i.layer)
             return
-        handler = getattr(self, f"_exec_{op.name.lower()}")
-        handler(i)
-
-    def _exec_dma_ld(self, i: Insn) -> None:
         ops = self.operands(i)
+        getattr(self, f"_exec_{op.name.lower()}")(i, ops)
+        self.stats.dma_bytes += ops.dram_read_bytes + ops.dram_write_bytes
+
+    def _exec_dma_ld(self, i: Insn, ops: Operands) -> None:
         src, dst = self.view(ops.reads["src"]), self.view(ops.writes["dst"])
-        if i.dtype == DType.BF16:
-            vals = nx.bf16_bits_to_f32(src)
-        else:
-            vals = src if i.space == Mem.ACC else nx.round_bf16(src)
-        dst[...] = nx.canon_nan(vals)
-        self.stats.dma_bytes += src.size * src.itemsize
+        dst[...] = nx.load_values(src, i.dtype == DType.BF16, i.space == Mem.SPAD)
 
-    def _exec_dma_st(self, i: Insn) -> None:
-        ops = self.operands(i)
+    def _exec_dma_st(self, i: Insn, ops: Operands) -> None:
         src, dst = self.view(ops.reads["src"]), self.view(ops.writes["dst"])
         dst[...] = nx.f32_to_bf16_bits(src) if i.dtype == DType.BF16 else src
-        self.stats.dma_bytes += dst.size * dst.itemsize
 
-    def _exec_gather(self, i: Insn) -> None:
-        ops = self.operands(i)
+    def _exec_gather(self, i: Insn, ops: Operands) -> None:
         table, dst = self.view(ops.reads["table"]), self.view(ops.writes["dst"])
         # Indices are checked as they are read, after the static checks.
         idx = self.view(ops.reads["idx"])[:, 0]
@@ -230,16 +222,9 @@ class RefMachine:
                 f"gather index {int(idx[r])} (row {r}) outside the {i.table_rows}-row table",
                 fault=Fault.GATHER_INDEX,
             )
-        rows = table[idx]
-        if i.dtype == DType.BF16:
-            vals = nx.bf16_bits_to_f32(rows)
-        else:
-            vals = rows if i.space == Mem.ACC else nx.round_bf16(rows)
-        dst[...] = nx.canon_nan(vals)
-        self.stats.dma_bytes += rows.size * rows.itemsize + 4 * i.rows
+        dst[...] = nx.load_values(table[idx], i.dtype == DType.BF16, i.space == Mem.SPAD)
 
-    def _exec_matmul(self, i: Insn) -> None:
-        ops = self.operands(i)
+    def _exec_matmul(self, i: Insn, ops: Operands) -> None:
         a = np.ascontiguousarray(self.view(ops.reads["a"]))
         b = self.view(ops.reads["b"])
         b = np.ascontiguousarray(b.T if i.trans_b else b)
@@ -258,31 +243,26 @@ class RefMachine:
         c[...] = nx.canon_nan(acc)
         self.stats.macs += i.m * i.n * i.k
 
-    def _exec_move(self, i: Insn) -> None:
-        ops = self.operands(i)
+    def _exec_move(self, i: Insn, ops: Operands) -> None:
         src, dst = self.view(ops.reads["src"]), self.view(ops.writes["dst"])
         dst[...] = nx.round_bf16(src) if i.dst_space == Mem.SPAD and i.src_space == Mem.ACC else src
 
-    def _exec_vbin(self, i: Insn) -> None:
-        ops = self.operands(i)
+    def _exec_vbin(self, i: Insn, ops: Operands) -> None:
         a = self.view(ops.reads["a"])
         b = self.view(ops.reads["b"]) if "b" in ops.reads else np.float32(i.imm)
         out = _BINARY[VBinFunct(i.funct)](a, b).astype(np.float32)
         self.view(ops.writes["dst"])[...] = nx.canon_nan(out)
 
-    def _exec_vunary(self, i: Insn) -> None:
-        ops = self.operands(i)
+    def _exec_vunary(self, i: Insn, ops: Operands) -> None:
         out = _UNARY[VUnaryFunct(i.funct)](self.view(ops.reads["a"]))
         self.view(ops.writes["dst"])[...] = nx.canon_nan(out)
 
-    def _exec_vreduce(self, i: Insn) -> None:
-        ops = self.operands(i)
+    def _exec_vreduce(self, i: Insn, ops: Operands) -> None:
         op = "sum" if i.funct == VReduceFunct.SUM else "max"
         a = np.asarray(self.view(ops.reads["a"]))
         self.view(ops.writes["dst"])[:, 0] = nx.reduce_rows(a, self.hw.line_elems, op)
 
-    def _exec_vmask(self, i: Insn) -> None:
-        ops = self.operands(i)
+    def _exec_vmask(self, i: Insn, ops: Operands) -> None:
         r = np.arange(i.rows)[:, None]
         c = np.arange(i.cols)[None, :]
         a = self.view(ops.reads["a"])

@@ -1,14 +1,13 @@
-"""Lockstep co-simulation, the ISA model's side.
+"""Lockstep co-simulation, the ISA model's side (the scoreboard's reference).
 
 The RTL's retire trace is checked against the ISA model instruction by instruction. The
-check runs in compiled code inside the simulator (sim/hdl/loom_lockstep.cc); this
-module prepares what it compares against and explains what it finds:
+check runs in compiled code inside the simulator (sim/rtl/hdl/loom_lockstep.cc; its
+interface is contract/lockstep.py); this module prepares what it compares against and
+explains what it finds:
 
-- write_region(insn): the one region an instruction writes (its destination in SPAD,
-  ACC or DRAM), as the record the C++ checker reads;
 - expectations(...): runs the ISA model over a segment and records, per retired
-  instruction, its pc and the digest of its destination region right after it ran;
-- digest(words): the digest both sides compute (see loom_lockstep.cc);
+  instruction, its pc, the record of the one region it wrote
+  (contract.lockstep.write_record) and that region's digest right after it ran;
 - explain(...): once the RTL diverges, the expected region (the ISA model re-run up to
   that instruction) next to the RTL's, with the first differing elements.
 """
@@ -20,72 +19,34 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler.asm import format_insn
-from compiler.hw import HwConfig
-from compiler.isa import INSN_BYTES, DType, Insn, Mem, Opcode, decode
+from contract.blob import Line
+from contract.hw import HwConfig
+from contract.isa import INSN_BYTES, Insn
+from contract.lockstep import (
+    REASON_TEXT,
+    RECORD_FIELDS,
+    Reason,
+    Record,
+    RegionKind,
+    digest,
+    write_record,
+)
 from sim.ref import ExecError, RefMachine
 
-# Region kinds; the record layout is loom_lockstep.cc's struct Region.
-NONE, SPAD, ACC, DRAM = 0, 1, 2, 3
-REGION_FIELDS = ("kind", "addr", "row_stride", "col_stride", "rows", "cols", "esize")
-KIND_NAMES = {NONE: "-", SPAD: "SPAD", ACC: "ACC", DRAM: "DRAM"}
 
-_OFFSET = np.uint64(0x9E3779B97F4A7C15)
-_STEP = np.uint64(0xD6E8FEB86659FD93)
-
-# Reasons the checker latches (loom_lockstep.cc enum Reason).
-REASONS = {
-    1: "retired a different pc than the ISA model",
-    2: "wrote different values than the ISA model",
-    3: "retired more instructions than the ISA model",
-}
-
-
-def write_region(i: Insn) -> tuple[int, ...]:
-    """(kind, addr, row_stride, col_stride, rows, cols, esize) of what i writes."""
-    op = i.opcode
-    if op in (Opcode.DMA_LD, Opcode.GATHER):
-        return (_space(i.space), i.sram, i.sram_stride, 1, i.rows, i.cols, 4)
-    if op == Opcode.DMA_ST:
-        esize = 4 if i.dtype == DType.FP32 else 2
-        return (DRAM, i.dram, i.dram_rs, i.dram_cs, i.rows, i.cols, esize)
-    if op == Opcode.MATMUL:
-        return (ACC, i.dst, i.dst_stride, 1, i.m, i.n, 4)
-    if op == Opcode.MOVE:
-        return (_space(i.dst_space), i.dst, i.dst_stride, 1, i.rows, i.cols, 4)
-    if op in (Opcode.VBIN, Opcode.VUNARY, Opcode.VMASK):
-        return (ACC, i.dst, i.dst_stride, 1, i.rows, i.cols, 4)
-    if op == Opcode.VREDUCE:
-        return (ACC, i.dst, i.dst_stride, 1, i.rows, 1, 4)
-    return (NONE, 0, 0, 0, 0, 0, 0)
-
-
-def _space(space: int) -> int:
-    return ACC if space == Mem.ACC else SPAD
-
-
-def region_words(machine: RefMachine, region: tuple[int, ...]) -> np.ndarray:
+def region_words(machine: RefMachine, region: Record) -> np.ndarray:
     """The region's words in the ISA model's state, row-major: fp32 bits for SRAM and
     fp32 DRAM, bf16 bits (zero-extended) for bf16 DRAM. [rows, cols] uint32."""
-    kind, addr, rs, cs, rows, cols, esize = region
-    if kind == NONE or rows <= 0 or cols <= 0:
+    kind, addr, rs, cs, rows, cols, esize = region.astuple()
+    if kind == RegionKind.NONE or rows <= 0 or cols <= 0:
         return np.zeros((0, 0), dtype=np.uint32)
-    if kind == DRAM:
+    if kind == RegionKind.DRAM:
         flat = machine.dram.view(np.uint32 if esize == 4 else np.uint16)
         r = np.arange(rows)[:, None] * rs + np.arange(cols)[None, :] * cs
         return flat[addr // esize + r].astype(np.uint32)
-    mem = machine.spad if kind == SPAD else machine.acc
+    mem = machine.spad if kind == RegionKind.SPAD else machine.acc
     r = addr + np.arange(rows)[:, None] * rs + np.arange(cols)[None, :]
     return mem.view(np.uint32)[r]
-
-
-def digest(words: np.ndarray) -> int:
-    """sum_j (w_j + OFFSET) * (j * STEP | 1) mod 2**64 over the words in row-major order."""
-    w = np.ascontiguousarray(words, dtype=np.uint64).reshape(-1)
-    if w.size == 0:
-        return 0
-    j = np.arange(w.size, dtype=np.uint64)
-    return int(np.sum((w + _OFFSET) * ((j * _STEP) | np.uint64(1)), dtype=np.uint64))
 
 
 @dataclass
@@ -111,9 +72,9 @@ def expectations(machine: RefMachine, code: bytes, pc: int, on_checkpoint=None) 
     regions: list[tuple[int, ...]] = []
 
     def on_retire(index: int, at: int, insn: Insn) -> None:
-        region = write_region(insn)
+        region = write_record(insn, machine.hw, machine.dram.size)
         pcs.append(at)
-        regions.append(region)
+        regions.append(region.astuple())
         digests.append(digest(region_words(machine, region)))
 
     fault = None
@@ -124,7 +85,7 @@ def expectations(machine: RefMachine, code: bytes, pc: int, on_checkpoint=None) 
     return Expectations(
         np.array(pcs, dtype=np.uint32),
         np.array(digests, dtype=np.uint64),
-        np.array(regions, dtype=np.int64).reshape(-1, len(REGION_FIELDS)),
+        np.array(regions, dtype=np.int64).reshape(-1, len(RECORD_FIELDS)),
         fault,
     )
 
@@ -133,7 +94,7 @@ def expectations(machine: RefMachine, code: bytes, pc: int, on_checkpoint=None) 
 class Divergence:
     """The first instruction at which the RTL and the ISA model disagree."""
 
-    reason: int
+    reason: Reason
     index: int  # retire index within the segment
     pc: int  # the pc the RTL retired
     expected_pc: int | None
@@ -151,12 +112,16 @@ class Divergence:
     def insn_number(self) -> int:
         """Position of the diverging instruction in the program listing (pc / 32): the
         one the ISA model retired when the pcs differ."""
-        pc = self.expected_pc if self.reason == 1 and self.expected_pc is not None else self.pc
+        pc = (
+            self.expected_pc
+            if self.reason == Reason.PC and self.expected_pc is not None
+            else self.pc
+        )
         return pc // INSN_BYTES
 
     def to_dict(self) -> dict:
         return {
-            "reason": REASONS.get(self.reason, str(self.reason)),
+            "reason": REASON_TEXT.get(self.reason, str(self.reason)),
             "instruction": self.insn_number,
             "retire_index": self.index,
             "pc": self.pc,
@@ -184,19 +149,17 @@ def explain(
     """Turn the checker's latch (reason, index, pc, cycle, ...) into a Divergence: the
     ISA model is re-run from the segment's initial DRAM up to the diverging instruction
     to get the expected region."""
-    reason, index, pc, cycle = raw[0], raw[1], raw[2] & 0xFFFFFFFF, raw[3]
+    reason, index, pc, cycle = Reason(raw[0]), raw[1], raw[2] & 0xFFFFFFFF, raw[3]
     expected_pc = int(exp.pc[index]) if index < len(exp.pc) else None
-    at = expected_pc if reason == 1 and expected_pc is not None else pc
-    try:
-        text = format_insn(decode(code[at : at + INSN_BYTES]))
-    except Exception:  # an illegal word at a wrong pc is itself the finding
-        text = code[at : at + INSN_BYTES].hex()
-    d = Divergence(reason, index, pc, expected_pc, cycle, start_cycle, text, {})
-    if reason != 2:
+    at = expected_pc if reason == Reason.PC and expected_pc is not None else pc
+    # An illegal word at a wrong pc is itself the finding: Line shows its hex.
+    d = Divergence(reason, index, pc, expected_pc, cycle, start_cycle, Line.of(code, at).text, {})
+    if reason != Reason.VALUE:
         return d
-    region = tuple(int(x) for x in exp.regions[index])
-    kind, addr, rs, cs, rows, cols, esize = region
-    d.region = dict(zip(REGION_FIELDS, region, strict=True)) | {"space": KIND_NAMES[kind]}
+    region = Record(*(int(x) for x in exp.regions[index]))
+    kind, rows, cols, esize = region.kind, region.rows, region.cols, region.esize
+    space = "-" if kind == RegionKind.NONE else RegionKind(kind).name
+    d.region = dict(zip(RECORD_FIELDS, region.astuple(), strict=True)) | {"space": space}
     machine = RefMachine(hw, np.array(initial_dram, copy=True))
     with contextlib.suppress(ExecError):  # the RTL got further than a faulting model
         machine.run(code, seg_pc, stop_after=index + 1)
@@ -204,7 +167,7 @@ def explain(
     d.actual = np.asarray(actual_words[: rows * cols], dtype=np.uint32).reshape(rows, cols)
     bad = np.argwhere(d.expected != d.actual)
     d.mismatches = int(len(bad))
-    bf16 = kind == DRAM and esize == 2
+    bf16 = kind == RegionKind.DRAM and esize == 2
     for r, c in bad[:8]:
         e, a = int(d.expected[r, c]), int(d.actual[r, c])
         d.first.append(
@@ -238,9 +201,9 @@ def format_divergence(d: Divergence) -> str:
         f"  cycle      {d.cycle:,} (issued at cycle {d.start_cycle:,})"
         if d.start_cycle is not None
         else f"  cycle      {d.cycle:,}",
-        f"  what       the RTL {REASONS.get(d.reason, d.reason)}",
+        f"  what       the RTL {REASON_TEXT.get(d.reason, d.reason)}",
     ]
-    if d.reason == 1 and d.expected_pc is not None:
+    if d.reason == Reason.PC and d.expected_pc is not None:
         lines.append(
             f"  pc         RTL {d.pc:#x}, ISA model {d.expected_pc:#x}"
             f" (instruction {d.expected_pc // INSN_BYTES})"

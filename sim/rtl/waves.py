@@ -4,14 +4,14 @@ A traced run (`make sim WAVES=1`) writes build/<model>/waves.fst, recording only
 window of the run: the instructions of one layer (LAYER=transformer.h.3.attn, a prefix
 of module paths), a cycle range (CYCLES=a:b) or an instruction range (INSN=i:j, numbers
 from the program listing). The dump is switched on and off at run time by the lockstep
-checker in the simulator (sim/hdl/loom_lockstep.cc), so the rest of the run costs what
+checker in the simulator (hdl/loom_lockstep.cc), so the rest of the run costs what
 an untraced run costs.
 
 After the run, views are generated from the trace's own hierarchy, so they follow the
 RTL's signal names instead of going stale:
   waves.gtkw  GTKWave save file: groups per unit, marker and zoom on the focus;
   waves.sucl  Surfer command file: the same groups, fp32 lanes shown as floats.
-`make waves` (python -m sim.waves) opens the latest trace with its view.
+`make waves` (python -m sim.rtl.waves) opens the latest trace with its view.
 """
 
 from __future__ import annotations
@@ -24,11 +24,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from compiler.isa import INSN_BYTES, Opcode, decode_program
-
-# Checker window modes (loom_lockstep.cc).
-WINDOW_OFF, WINDOW_ALL, WINDOW_PC, WINDOW_CYCLES = 0, 1, 2, 3
-CLOCK_PERIOD_NS = 10  # testbench/bfm.py
+from contract.isa import INSN_BYTES
+from contract.lockstep import WindowMode
 
 
 @dataclass(frozen=True)
@@ -43,13 +40,13 @@ class Window:
 
     def checker_args(self) -> tuple[int, int, int]:
         if self.kind == "insn":
-            return (WINDOW_PC, self.lo * INSN_BYTES, self.hi * INSN_BYTES)
+            return (WindowMode.PC, self.lo * INSN_BYTES, self.hi * INSN_BYTES)
         if self.kind == "cycles":
-            return (WINDOW_CYCLES, self.lo, self.hi)
-        return (WINDOW_ALL, 0, 0)
+            return (WindowMode.CYCLES, self.lo, self.hi)
+        return (WindowMode.ALL, 0, 0)
 
 
-def _span(text: str, what: str) -> tuple[int, int]:
+def parse_span(text: str, what: str) -> tuple[int, int]:
     try:
         a, b = (int(x, 0) for x in text.split(":"))
     except ValueError:
@@ -59,34 +56,22 @@ def _span(text: str, what: str) -> tuple[int, int]:
     return a, b
 
 
-def layer_spans(program) -> dict[int, tuple[int, int]]:
-    """Layer id -> (first, last) instruction numbers: the instructions after the previous
-    checkpoint up to and including this layer's CHECKPOINT."""
-    spans: dict[int, tuple[int, int]] = {}
-    first = 0
-    for n, insn in enumerate(decode_program(program.code)):
-        if insn.opcode == Opcode.CHECKPOINT:
-            spans[insn.layer] = (first, n)
-            first = n + 1
-    return spans
-
-
 def window_for(program, layer: str | None, cycles: str | None, insns: str | None) -> Window:
     """Resolve the user's window options (at most one) against the program."""
     given = [x for x in (layer, cycles, insns) if x]
     if len(given) > 1:
         raise ValueError("give at most one of LAYER, CYCLES and INSN for a waveform window")
     if cycles:
-        lo, hi = _span(cycles, "CYCLES")
+        lo, hi = parse_span(cycles, "CYCLES")
         return Window("cycles", lo, hi, f"cycles {lo}:{hi}")
     if insns:
-        lo, hi = _span(insns, "INSN")
+        lo, hi = parse_span(insns, "INSN")
         n = len(program.code) // INSN_BYTES
         if lo >= n:
             raise ValueError(f"INSN {insns}: the program has {n} instructions")
         return Window("insn", lo, min(hi, n - 1), f"instructions {lo}:{min(hi, n - 1)}")
     if layer:
-        spans = layer_spans(program)
+        spans = program.listing.layer_spans()
         hits = [
             la for la in program.layers if la["path"] == layer or la["path"].startswith(layer + ".")
         ]

@@ -21,12 +21,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from compiler.gen import render_sv_package
-from compiler.hw import HwConfig
+from contract.gen import LOCKSTEP_HEADER, render_sv_package
+from contract.hw import DEFAULT_HW, HwConfig
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RTL_DIR = ROOT / "rtl"
-HDL_DIR = ROOT / "sim" / "hdl"
+HDL_DIR = Path(__file__).resolve().parent / "hdl"
 BUILD_ROOT = ROOT / "build" / "rtl"
 
 # The core, in dependency order (loom_pkg.sv is generated per config into the build dir).
@@ -133,7 +133,7 @@ def build(
         defines.setdefault("LOOM_WAVES", 1)
 
     digest = hashlib.sha256()
-    for p in [*sources, *dpi, vlt, HDL_DIR / "loom_sim_main.cc"]:
+    for p in [*sources, *dpi, vlt, HDL_DIR / "loom_sim_main.cc", LOCKSTEP_HEADER]:
         digest.update(p.name.encode() + b"\0" + p.read_bytes())
     digest.update(repr((flags, sorted(defines.items()), toplevel)).encode())
     digest.update(str(verilator_root()).encode())
@@ -172,7 +172,7 @@ def _lz4_flags(out: Path) -> list[str]:
 
 
 def _build_locked(out, toplevel, sources, dpi, vlt, flags, defines, quiet, stamp, digest) -> Build:
-    """Verilate and compile with our main (sim/hdl/loom_sim_main.cc, which can switch the
+    """Verilate and compile with our main (hdl/loom_sim_main.cc, which can switch the
     waveform dump on and off at run time); cocotb's runner only runs the executable."""
     import subprocess
 
@@ -228,8 +228,6 @@ def _build_locked(out, toplevel, sources, dpi, vlt, flags, defines, quiet, stamp
 def lint(hw: HwConfig | None = None, defines: tuple[str, ...] = ()) -> int:
     """`verilator --lint-only -Wall` over the core, waivers from rtl/lint_waivers.vlt."""
     import subprocess
-
-    from compiler.hw import DEFAULT_HW
 
     hw = hw or DEFAULT_HW
     out = BUILD_ROOT / "lint"

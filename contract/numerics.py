@@ -55,6 +55,15 @@ def round_bf16(x: np.ndarray) -> np.ndarray:
     return bf16_bits_to_f32(f32_to_bf16_bits(x))
 
 
+def load_values(raw: np.ndarray, bf16: bool, to_spad: bool) -> np.ndarray:
+    """What a DRAM -> SRAM transfer (DMA_LD, GATHER) writes for raw DRAM elements (fp32
+    values, or bf16 bit patterns when bf16): bf16 widens exactly, fp32 into the
+    scratchpad rounds to bf16 (RNE); NaN canonical."""
+    if bf16:
+        return canon_nan(bf16_bits_to_f32(raw))
+    return canon_nan(round_bf16(raw) if to_spad else raw)
+
+
 # ---------------------------------------------------------------- basic operations
 def vmax(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """max(a, b) = a if a > b else b; NaN if either is NaN. (max(+0, -0) = -0.)"""

@@ -1,21 +1,30 @@
-"""ISA v1 of the Loom core: the one machine-readable definition.
+"""ISA v2 of the Loom core: the one machine-readable definition.
 
 Every instruction is INSN_BITS wide, little-endian, opcode in bits [7:0]; the other
 fields follow from bit 8 upward in the order listed. The encoder, decoder, assembler,
 disassembler, the SystemVerilog package (rtl/loom_pkg.sv) and the encoding tables in
 docs/isa.md are all generated from the tables below.
 
+Every field has a *role*: what its value means to everyone who reads instructions
+(the operand regions of contract/regions.py, the assembler's number format, the
+compiler's address resolution, the torch backend's loop analysis). A new field says
+its role here once.
+
 Address units: DRAM addresses are bytes; DRAM strides are elements of the DRAM dtype;
 SRAM addresses and strides are elements of that SRAM (bf16 in SPAD, fp32 in ACC).
+
+Versions: v1 applied integer arithmetic to regions with zero rows or columns (an
+empty region could be "out of range" or "overlap" another); v2 defines them
+(docs/isa.md, "Empty regions").
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import Enum, IntEnum
 
-ISA_VERSION = 1
+ISA_VERSION = 2
 INSN_BITS = 256
 INSN_BYTES = INSN_BITS // 8
 OPCODE_BITS = 8
@@ -45,10 +54,19 @@ class Mem(IntEnum):
 
 
 class DType(IntEnum):
-    """Element type of a tensor in DRAM."""
+    """Element type of a tensor in DRAM, as an instruction names it."""
 
     FP32 = 0
     BF16 = 1
+
+    @property
+    def size(self) -> int:
+        """Bytes per element in DRAM."""
+        return 2 if self is DType.BF16 else 4
+
+
+# Bytes of one GATHER index (int32) in DRAM.
+INDEX_BYTES = 4
 
 
 class VBinFunct(IntEnum):
@@ -81,11 +99,35 @@ class VReduceFunct(IntEnum):
     MAX = 1
 
 
+class Role(Enum):
+    """What a field's value means (its encoding is Field.kind)."""
+
+    DRAM_ADDR = "DRAM byte address"
+    SRAM_ADDR = "SRAM element address"
+    STRIDE = "stride in elements"
+    COUNT = "element or row count"
+    SELECT = "selector (memory, dtype, function, mode)"
+    FLAG = "flag"
+    IMMEDIATE = "fp32 immediate"
+    # A signed row offset relative to the region (VMASK's diagonal): like an address, it
+    # advances with the tile a loop iteration covers.
+    OFFSET = "row offset"
+    ID = "identifier"
+
+
+# Fields that hold a region's address (contract.regions gives each region its field).
+ADDRESS_ROLES = frozenset({Role.DRAM_ADDR, Role.SRAM_ADDR})
+# Roles whose value moves with the data an instruction covers: addresses and offsets.
+# Tiled loops repeat instructions in which only these change.
+POSITION_ROLES = ADDRESS_ROLES | {Role.OFFSET}
+
+
 @dataclass(frozen=True)
 class Field:
     name: str
     bits: int
-    kind: str = "uint"  # uint | sint | enum | f32 | bool
+    role: Role
+    kind: str = "uint"  # encoding: uint | sint | enum | f32 | bool
     enum: type[IntEnum] | None = None
     doc: str = ""
 
@@ -108,19 +150,35 @@ class InsnFormat:
         assert lsb <= INSN_BITS, f"{self.opcode.name} needs {lsb} bits"
         return out
 
+    def by_role(self, *roles: Role) -> list[Field]:
+        return [f for f in self.fields if f.role in roles]
+
 
 def _sram(prefix: str, doc: str) -> tuple[Field, Field]:
     return (
-        Field(prefix, 20, doc=f"{doc}: SRAM element address (line aligned)"),
-        Field(f"{prefix}_stride", 20, doc=f"{doc}: SRAM row stride in elements (line aligned)"),
+        Field(prefix, 20, Role.SRAM_ADDR, doc=f"{doc}: SRAM element address (line aligned)"),
+        Field(
+            f"{prefix}_stride",
+            20,
+            Role.STRIDE,
+            doc=f"{doc}: SRAM row stride in elements (line aligned)",
+        ),
     )
 
 
-ROWS = Field("rows", 16, doc="rows of the region")
-COLS = Field("cols", 16, doc="columns of the region")
-SPACE = Field("space", 1, "enum", Mem, "on-chip memory")
-DTYPE = Field("dtype", 1, "enum", DType, "DRAM element type")
-IMM = Field("imm", 32, "f32", doc="fp32 immediate")
+def _dram() -> tuple[Field, Field, Field]:
+    return (
+        Field("dram", 32, Role.DRAM_ADDR, doc="DRAM byte address of element [0, 0]"),
+        Field("dram_rs", 24, Role.STRIDE, doc="DRAM row stride (elements)"),
+        Field("dram_cs", 16, Role.STRIDE, doc="DRAM column stride (elements)"),
+    )
+
+
+ROWS = Field("rows", 16, Role.COUNT, doc="rows of the region")
+COLS = Field("cols", 16, Role.COUNT, doc="columns of the region")
+SPACE = Field("space", 1, Role.SELECT, "enum", Mem, "on-chip memory")
+DTYPE = Field("dtype", 1, Role.SELECT, "enum", DType, "DRAM element type")
+IMM = Field("imm", 32, Role.IMMEDIATE, "f32", doc="fp32 immediate")
 
 FORMATS: dict[Opcode, InsnFormat] = {
     f.opcode: f
@@ -130,38 +188,20 @@ FORMATS: dict[Opcode, InsnFormat] = {
         InsnFormat(Opcode.FENCE, (), "wait until every unit is idle", "ctrl"),
         InsnFormat(
             Opcode.CHECKPOINT,
-            (Field("layer", 16, doc="layer-table id"),),
+            (Field("layer", 16, Role.ID, doc="layer-table id"),),
             "fence, then signal that the tensors of layer `layer` are complete in DRAM",
             "ctrl",
         ),
         InsnFormat(
             Opcode.DMA_LD,
-            (
-                SPACE,
-                DTYPE,
-                *_sram("sram", "destination"),
-                Field("dram", 32, doc="DRAM byte address of element [0, 0]"),
-                Field("dram_rs", 24, doc="DRAM row stride (elements)"),
-                Field("dram_cs", 16, doc="DRAM column stride (elements)"),
-                ROWS,
-                COLS,
-            ),
+            (SPACE, DTYPE, *_sram("sram", "destination"), *_dram(), ROWS, COLS),
             "load a 2-D strided DRAM region into SRAM; fp32->SPAD rounds to bf16 (RNE),"
             " bf16->ACC widens exactly",
             "dma",
         ),
         InsnFormat(
             Opcode.DMA_ST,
-            (
-                SPACE,
-                DTYPE,
-                *_sram("sram", "source"),
-                Field("dram", 32, doc="DRAM byte address of element [0, 0]"),
-                Field("dram_rs", 24, doc="DRAM row stride (elements)"),
-                Field("dram_cs", 16, doc="DRAM column stride (elements)"),
-                ROWS,
-                COLS,
-            ),
+            (SPACE, DTYPE, *_sram("sram", "source"), *_dram(), ROWS, COLS),
             "store an SRAM region to a 2-D strided DRAM region; ACC->bf16 rounds (RNE)",
             "dma",
         ),
@@ -171,10 +211,15 @@ FORMATS: dict[Opcode, InsnFormat] = {
                 SPACE,
                 DTYPE,
                 *_sram("sram", "destination"),
-                Field("table_addr", 32, doc="DRAM byte address of table row 0"),
-                Field("table_rs", 24, doc="table row stride (elements)"),
-                Field("table_rows", 24, doc="rows in the table (indices are bounds-checked)"),
-                Field("idx", 32, doc="DRAM byte address of `rows` int32 indices"),
+                Field("table_addr", 32, Role.DRAM_ADDR, doc="DRAM byte address of table row 0"),
+                Field("table_rs", 24, Role.STRIDE, doc="table row stride (elements)"),
+                Field(
+                    "table_rows",
+                    24,
+                    Role.COUNT,
+                    doc="rows in the table (indices are bounds-checked)",
+                ),
+                Field("idx", 32, Role.DRAM_ADDR, doc="DRAM byte address of `rows` int32 indices"),
                 ROWS,
                 COLS,
             ),
@@ -188,13 +233,13 @@ FORMATS: dict[Opcode, InsnFormat] = {
                 *_sram("dst", "C in ACC"),
                 *_sram("a", "A[m, k] in SPAD"),
                 *_sram("b", "B[k, n] in SPAD (B^T[n, k] if trans_b)"),
-                Field("bias", 20, doc="fp32 bias row in ACC (line aligned)"),
-                Field("m", 16, doc="rows of A and C"),
-                Field("n", 16, doc="columns of B and C"),
-                Field("k", 16, doc="reduction length"),
-                Field("acc", 1, "bool", doc="start from C's current value"),
-                Field("trans_b", 1, "bool", doc="B is stored transposed"),
-                Field("use_bias", 1, "bool", doc="start from bias[n]"),
+                Field("bias", 20, Role.SRAM_ADDR, doc="fp32 bias row in ACC (line aligned)"),
+                Field("m", 16, Role.COUNT, doc="rows of A and C"),
+                Field("n", 16, Role.COUNT, doc="columns of B and C"),
+                Field("k", 16, Role.COUNT, doc="reduction length"),
+                Field("acc", 1, Role.FLAG, "bool", doc="start from C's current value"),
+                Field("trans_b", 1, Role.FLAG, "bool", doc="B is stored transposed"),
+                Field("use_bias", 1, Role.FLAG, "bool", doc="start from bias[n]"),
             ),
             "C[m, n] = init + sum_k A[m, k] * B[k, n], bf16 x bf16 -> fp32, accumulated in k order",
             "mxu",
@@ -202,8 +247,8 @@ FORMATS: dict[Opcode, InsnFormat] = {
         InsnFormat(
             Opcode.MOVE,
             (
-                Field("dst_space", 1, "enum", Mem, "destination memory"),
-                Field("src_space", 1, "enum", Mem, "source memory"),
+                Field("dst_space", 1, Role.SELECT, "enum", Mem, "destination memory"),
+                Field("src_space", 1, Role.SELECT, "enum", Mem, "source memory"),
                 *_sram("dst", "destination"),
                 *_sram("src", "source"),
                 ROWS,
@@ -215,8 +260,8 @@ FORMATS: dict[Opcode, InsnFormat] = {
         InsnFormat(
             Opcode.VBIN,
             (
-                Field("funct", 3, "enum", VBinFunct, "operation"),
-                Field("bmode", 2, "enum", BMode, "indexing of b"),
+                Field("funct", 3, Role.SELECT, "enum", VBinFunct, "operation"),
+                Field("bmode", 2, Role.SELECT, "enum", BMode, "indexing of b"),
                 *_sram("dst", "result in ACC"),
                 *_sram("a", "a in ACC"),
                 *_sram("b", "b in ACC"),
@@ -231,7 +276,7 @@ FORMATS: dict[Opcode, InsnFormat] = {
         InsnFormat(
             Opcode.VUNARY,
             (
-                Field("funct", 4, "enum", VUnaryFunct, "function"),
+                Field("funct", 4, Role.SELECT, "enum", VUnaryFunct, "function"),
                 *_sram("dst", "result in ACC"),
                 *_sram("a", "a in ACC"),
                 ROWS,
@@ -244,7 +289,7 @@ FORMATS: dict[Opcode, InsnFormat] = {
         InsnFormat(
             Opcode.VREDUCE,
             (
-                Field("funct", 2, "enum", VReduceFunct, "reduction"),
+                Field("funct", 2, Role.SELECT, "enum", VReduceFunct, "reduction"),
                 *_sram("dst", "dst[r] in ACC (lane 0 of line)"),
                 *_sram("a", "a in ACC"),
                 ROWS,
@@ -261,7 +306,7 @@ FORMATS: dict[Opcode, InsnFormat] = {
                 *_sram("a", "a in ACC"),
                 ROWS,
                 COLS,
-                Field("offset", 20, "sint", doc="row r sees columns c <= r + offset"),
+                Field("offset", 20, Role.OFFSET, "sint", doc="row r sees columns c <= r + offset"),
                 IMM,
             ),
             "causal mask: dst[r, c] = imm if c > r + offset else a[r, c]",
@@ -324,6 +369,10 @@ class Insn:
         return FORMATS[self.opcode]
 
     @property
+    def unit(self) -> str:
+        return FORMATS[self.opcode].unit
+
+    @property
     def mnemonic(self) -> str:
         for mn, (op, fixed) in MNEMONICS.items():
             if op == self.opcode and all(self.args.get(k) == v for k, v in fixed.items()):
@@ -360,11 +409,11 @@ def to_f32(x: float) -> float:
     return struct.unpack("<f", struct.pack("<f", float(x)))[0]
 
 
-def _f32_bits(x: float) -> int:
+def f32_bits(x: float) -> int:
     return struct.unpack("<I", struct.pack("<f", x))[0]
 
 
-def _bits_f32(b: int) -> float:
+def bits_f32(b: int) -> float:
     return struct.unpack("<f", struct.pack("<I", b))[0]
 
 
@@ -373,7 +422,7 @@ def encode(insn: Insn) -> bytes:
     for f, lsb in insn.fmt.layout():
         v = insn.args[f.name]
         if f.kind == "f32":
-            raw = _f32_bits(float(v))
+            raw = f32_bits(float(v))
         elif f.kind == "sint":
             lo, hi = -(1 << (f.bits - 1)), (1 << (f.bits - 1)) - 1
             if not lo <= v <= hi:
@@ -406,7 +455,7 @@ def decode(data: bytes, pc: int | None = None) -> Insn:
         raw = (word >> lsb) & ((1 << f.bits) - 1)
         used = lsb + f.bits
         if f.kind == "f32":
-            args[f.name] = _bits_f32(raw)
+            args[f.name] = bits_f32(raw)
         elif f.kind == "sint":
             args[f.name] = raw - (1 << f.bits) if raw >> (f.bits - 1) else raw
         else:

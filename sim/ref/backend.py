@@ -1,5 +1,4 @@
-"""Backends execute device segments on a DRAM image. Each is a class with
-run_segment(dram, code, pc, on_checkpoint) and a stats dict; select one by name."""
+"""backend="ref": device segments run on the ISA model (sim.runtime.Backend)."""
 
 from __future__ import annotations
 
@@ -7,8 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from compiler.hw import HwConfig
-from sim.ref import RefMachine, Retired
+from contract.hw import HwConfig
+from sim.ref.machine import RefMachine, Retired
 
 
 class RefBackend:
@@ -20,6 +19,12 @@ class RefBackend:
         self.hw = hw
         self.machine: RefMachine | None = None
         self.trace: list[Retired] | None = [] if trace else None
+
+    def bind(self, program) -> None:
+        """Nothing to prepare: the ISA model decodes as it fetches."""
+
+    def new_dram(self, nbytes: int) -> np.ndarray:
+        return np.zeros(nbytes, dtype=np.uint8)
 
     def run_segment(
         self, dram: np.ndarray, code: bytes, pc: int, on_checkpoint: Callable[[int], None]
@@ -40,23 +45,5 @@ class RefBackend:
             "dma_bytes": st.dma_bytes,
         }
 
-
-def _verilator(hw: HwConfig, **options):
-    from sim.verilator import VerilatorBackend  # imports cocotb's runner only when used
-
-    return VerilatorBackend(hw, **options)
-
-
-def _torch(hw: HwConfig, **options):
-    from sim.torch_backend import TorchBackend
-
-    return TorchBackend(hw, **options)
-
-
-BACKENDS = {"ref": RefBackend, "verilator": _verilator, "torch": _torch}
-
-
-def make_backend(name: str, hw: HwConfig, **options):
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; available: {sorted(BACKENDS)}")
-    return BACKENDS[name](hw, **options)
+    def close(self) -> None:
+        """Nothing to release."""

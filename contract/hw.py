@@ -1,7 +1,8 @@
 """Hardware configuration of the Loom core: the one source of truth.
 
 The compiler (tiling, alignment), the ISA model (capacities, bounds checks), the
-generated SystemVerilog package and docs/isa.md all read this dataclass. A program
+generated SystemVerilog package, the simulated DRAM and docs/isa.md all read this
+dataclass. A program
 blob records the hash of the configuration it was compiled for and refuses to run
 on another.
 """
@@ -86,6 +87,10 @@ class HwConfig:
 
 
 DEFAULT_HW = HwConfig()
+
+# The simulated clock period in simulation time (the testbench's clock, the waveforms'
+# time axis). It is a unit of the simulation, not the chip's clock (clock_mhz).
+SIM_CLOCK_PERIOD_NS = 10
 
 
 def load_hw(spec: str | Path | HwConfig | None = None) -> HwConfig:

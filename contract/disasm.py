@@ -1,4 +1,4 @@
-"""Disassembler: `python -m compiler.disasm prog.bin` (raw code or a program blob)."""
+"""Disassembler: `python -m contract.disasm prog.bin` (raw code or a program blob)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from compiler.asm import format_insn
-from compiler.isa import INSN_BYTES, IllegalInstruction, decode_program
+from contract.asm import format_insn
+from contract.blob import MAGIC, Program
+from contract.isa import INSN_BYTES, IllegalInstruction, decode_program
 
 
 def disassemble(code: bytes, with_pc: bool = False) -> str:
@@ -19,14 +20,12 @@ def disassemble(code: bytes, with_pc: bool = False) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m compiler.disasm", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m contract.disasm", description=__doc__)
     ap.add_argument("binary", help="raw code or a .loom program blob")
     ap.add_argument("--pc", action="store_true", help="prefix each line with its byte pc")
     args = ap.parse_args(argv)
     data = Path(args.binary).read_bytes()
     try:
-        from compiler.program import MAGIC, Program
-
         if data.startswith(MAGIC):
             program = Program.from_bytes(data)
             code = program.code

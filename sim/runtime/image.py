@@ -1,0 +1,36 @@
+"""The DRAM image shared by the host and every backend: the program placed in it, and
+tensors bound to it (layouts from contract.blob)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from contract.blob import binding_view, decode_tensor, encode_tensor
+
+
+def new_image(program, alloc=None) -> np.ndarray:
+    """DRAM holding the code at 0 and every constant at its address. Sized to the
+    program's footprint (np.zeros pages in lazily); alloc(nbytes) may supply the zeroed
+    array (a backend's shared mapping)."""
+    size = max(program.meta["memory"]["total"], len(program.code), 64)
+    dram = (alloc or (lambda n: np.zeros(n, dtype=np.uint8)))(-(-size // 64) * 64)
+    dram[: len(program.code)] = np.frombuffer(program.code, dtype=np.uint8)
+    data = np.frombuffer(program.const_data, dtype=np.uint8)
+    for c in program.meta["constants"]:
+        dram[c["addr"] : c["addr"] + c["length"]] = data[c["offset"] : c["offset"] + c["length"]]
+    return dram
+
+
+def read(dram: np.ndarray, b: dict) -> torch.Tensor:
+    """A bound tensor's value, copied out of the image."""
+    return torch.from_numpy(np.array(decode_tensor(binding_view(dram, b), b["dtype"])))
+
+
+def write(dram: np.ndarray, b: dict, value: torch.Tensor, what: str) -> None:
+    shape = tuple(b["shape"])
+    if tuple(value.shape) != shape:
+        raise ValueError(f"{what}: expected shape {shape}, got {tuple(value.shape)}")
+    t = value.detach().cpu()
+    host = t.to(torch.float32) if t.dtype in (torch.bfloat16, torch.float16) else t
+    binding_view(dram, b)[...] = encode_tensor(host.numpy(), b["dtype"], what)
