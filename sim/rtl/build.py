@@ -179,6 +179,10 @@ def _build_locked(out, toplevel, sources, dpi, vlt, flags, defines, quiet, stamp
     import cocotb_tools.config
 
     exe = out / toplevel
+    # Objects and dependency files of the last build may name sources that moved or
+    # headers that changed: start clean (ccache makes recompiling unchanged code free).
+    for stale in [*out.glob("*.o"), *out.glob("*.d"), *out.glob("*.a")]:
+        stale.unlink()
     env = {**os.environ, **toolchain_env()}
     waves = "--trace-fst" in flags
     libs = cocotb_tools.config.libs_dir
