@@ -27,10 +27,10 @@ REPEATS = 3
 
 def layer_macs(program) -> dict[int, int]:
     """MACs of the MATMULs between each checkpoint and the one before it."""
-    from contract.isa import Opcode, decode_program
+    from contract.isa import Opcode
 
     out, acc = {}, 0
-    for insn in decode_program(program.code):
+    for insn in (line.insn for line in program.listing.lines):
         if insn.opcode == Opcode.MATMUL:
             acc += insn.m * insn.n * insn.k
         elif insn.opcode == Opcode.CHECKPOINT:

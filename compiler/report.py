@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from contract.isa import decode_program
-
 
 def compile_report(program, lowered, graph_stats: dict, times: dict) -> dict:
     per_unit, per_opcode = Counter(), Counter()
-    for insn in decode_program(program.code):
-        per_unit[insn.unit] += 1
-        per_opcode[insn.opcode.name] += 1
+    for line in program.listing.lines:  # decoded once, kept for every later reader
+        per_unit[line.unit] += 1
+        per_opcode[line.insn.opcode.name] += 1
     mem = program.meta["memory"]
     return {
         "ops": lowered.op_table(),

@@ -68,6 +68,14 @@ TENSOR_TYPES: dict[str, TensorType] = {
 }
 
 
+# The tensor type of the DRAM elements an instruction names (contract.regions.Dram.dtype;
+# None is GATHER's int32 index array).
+DRAM_ELEMENTS: dict[DType | None, TensorType] = {
+    **{t.isa: t for t in TENSOR_TYPES.values() if t.isa is not None},
+    None: TENSOR_TYPES["int32"],
+}
+
+
 def encode_tensor(values: np.ndarray, dtype: str, what: str = "tensor") -> np.ndarray:
     """Host values -> the stored array of TENSOR_TYPES[dtype]: floats rounded to bf16
     (RNE) for bfloat16, integers range-checked for int32, booleans as bytes. Raises with
@@ -129,8 +137,8 @@ class Line:
     """One instruction word of the code."""
 
     pc: int
-    insn: Insn | None  # None: the word does not decode
-    text: str  # disassembly, or the word in hex
+    insn: Insn | None  # None: the word does not decode (or pc is outside the code)
+    word: bytes = b""
 
     @property
     def number(self) -> int:
@@ -141,17 +149,23 @@ class Line:
     def unit(self) -> str:
         return self.insn.unit if self.insn is not None else "?"
 
+    @property
+    def text(self) -> str:
+        """The disassembly, the word in hex when it does not decode, or why there is none."""
+        if self.insn is not None:
+            return format_insn(self.insn)
+        return self.word.hex() if self.word else f"(pc {self.pc:#x} is outside the code)"
+
     @classmethod
     def of(cls, code: bytes, pc: int) -> Line:
-        """The instruction word at pc, decoded (a pc outside the code says so)."""
+        """The instruction word at pc, decoded."""
         if pc % INSN_BYTES or not 0 <= pc <= len(code) - INSN_BYTES:
-            return cls(pc, None, f"(pc {pc:#x} is outside the code)")
+            return cls(pc, None)
         word = code[pc : pc + INSN_BYTES]
         try:
-            insn = decode(word)
+            return cls(pc, decode(word), word)
         except IllegalInstruction:
-            return cls(pc, None, word.hex())
-        return cls(pc, insn, format_insn(insn))
+            return cls(pc, None, word)
 
 
 class Listing:

@@ -99,6 +99,16 @@ class VReduceFunct(IntEnum):
     MAX = 1
 
 
+class Unit(IntEnum):
+    """The unit that executes an instruction. CTRL instructions retire in the control
+    unit itself (no execution unit is busy)."""
+
+    CTRL = 0
+    DMA = 1
+    MXU = 2
+    VPU = 3
+
+
 class Role(Enum):
     """What a field's value means (its encoding is Field.kind)."""
 
@@ -137,7 +147,7 @@ class InsnFormat:
     opcode: Opcode
     fields: tuple[Field, ...]
     doc: str
-    unit: str  # ctrl | dma | mxu | vpu
+    unit: Unit
     # Assembly mnemonics that fix one field (funct) to a value: mnemonic -> (field, value).
     mnemonics: dict[str, tuple[str, int]] = field(default_factory=dict)
 
@@ -183,27 +193,27 @@ IMM = Field("imm", 32, Role.IMMEDIATE, "f32", doc="fp32 immediate")
 FORMATS: dict[Opcode, InsnFormat] = {
     f.opcode: f
     for f in [
-        InsnFormat(Opcode.NOP, (), "no operation", "ctrl"),
-        InsnFormat(Opcode.HALT, (), "stop; the host sees status=done", "ctrl"),
-        InsnFormat(Opcode.FENCE, (), "wait until every unit is idle", "ctrl"),
+        InsnFormat(Opcode.NOP, (), "no operation", Unit.CTRL),
+        InsnFormat(Opcode.HALT, (), "stop; the host sees status=done", Unit.CTRL),
+        InsnFormat(Opcode.FENCE, (), "wait until every unit is idle", Unit.CTRL),
         InsnFormat(
             Opcode.CHECKPOINT,
             (Field("layer", 16, Role.ID, doc="layer-table id"),),
             "fence, then signal that the tensors of layer `layer` are complete in DRAM",
-            "ctrl",
+            Unit.CTRL,
         ),
         InsnFormat(
             Opcode.DMA_LD,
             (SPACE, DTYPE, *_sram("sram", "destination"), *_dram(), ROWS, COLS),
             "load a 2-D strided DRAM region into SRAM; fp32->SPAD rounds to bf16 (RNE),"
             " bf16->ACC widens exactly",
-            "dma",
+            Unit.DMA,
         ),
         InsnFormat(
             Opcode.DMA_ST,
             (SPACE, DTYPE, *_sram("sram", "source"), *_dram(), ROWS, COLS),
             "store an SRAM region to a 2-D strided DRAM region; ACC->bf16 rounds (RNE)",
-            "dma",
+            Unit.DMA,
         ),
         InsnFormat(
             Opcode.GATHER,
@@ -225,7 +235,7 @@ FORMATS: dict[Opcode, InsnFormat] = {
             ),
             "sram row r <- table row idx[r] (embedding lookup); an index outside"
             " [0, table_rows) is an error",
-            "dma",
+            Unit.DMA,
         ),
         InsnFormat(
             Opcode.MATMUL,
@@ -242,7 +252,7 @@ FORMATS: dict[Opcode, InsnFormat] = {
                 Field("use_bias", 1, Role.FLAG, "bool", doc="start from bias[n]"),
             ),
             "C[m, n] = init + sum_k A[m, k] * B[k, n], bf16 x bf16 -> fp32, accumulated in k order",
-            "mxu",
+            Unit.MXU,
         ),
         InsnFormat(
             Opcode.MOVE,
@@ -255,7 +265,7 @@ FORMATS: dict[Opcode, InsnFormat] = {
                 COLS,
             ),
             "copy between on-chip memories; ACC->SPAD rounds to bf16 (RNE)",
-            "vpu",
+            Unit.VPU,
         ),
         InsnFormat(
             Opcode.VBIN,
@@ -270,7 +280,7 @@ FORMATS: dict[Opcode, InsnFormat] = {
                 IMM,
             ),
             "dst[r, c] = a[r, c] op b (fp32)",
-            "vpu",
+            Unit.VPU,
             {f"v{f.name.lower()}": ("funct", f.value) for f in VBinFunct},
         ),
         InsnFormat(
@@ -283,7 +293,7 @@ FORMATS: dict[Opcode, InsnFormat] = {
                 COLS,
             ),
             "dst[r, c] = f(a[r, c]) (fp32, special functions per the numerics contract)",
-            "vpu",
+            Unit.VPU,
             {f"v{f.name.lower()}": ("funct", f.value) for f in VUnaryFunct},
         ),
         InsnFormat(
@@ -296,7 +306,7 @@ FORMATS: dict[Opcode, InsnFormat] = {
                 COLS,
             ),
             "dst[r] = reduce_c a[r, c] (lane partials, then a fixed pairwise tree)",
-            "vpu",
+            Unit.VPU,
             {"vrsum": ("funct", VReduceFunct.SUM), "vrmax": ("funct", VReduceFunct.MAX)},
         ),
         InsnFormat(
@@ -310,7 +320,7 @@ FORMATS: dict[Opcode, InsnFormat] = {
                 IMM,
             ),
             "causal mask: dst[r, c] = imm if c > r + offset else a[r, c]",
-            "vpu",
+            Unit.VPU,
         ),
     ]
 }
@@ -370,7 +380,8 @@ class Insn:
 
     @property
     def unit(self) -> str:
-        return FORMATS[self.opcode].unit
+        """The executing unit's name: ctrl | dma | mxu | vpu."""
+        return FORMATS[self.opcode].unit.name.lower()
 
     @property
     def mnemonic(self) -> str:

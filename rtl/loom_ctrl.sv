@@ -143,23 +143,24 @@ module loom_ctrl
           fault_pc_d = pc_q;
           state_d = ST_FAULT;
         end else begin
-          unique case (opcode)
-            OPCODE_DMA_LD, OPCODE_DMA_ST, OPCODE_GATHER: begin
+          // Each opcode's unit comes from the contract (loom_pkg::opcode_unit).
+          unique case (opcode_unit(opcode))
+            UNIT_DMA: begin
               dma_start_d = 1'b1;
               active_d = UNIT_DMA;
               state_d = ST_EXEC;
             end
-            OPCODE_MATMUL: begin
+            UNIT_MXU: begin
               mxu_start_d = 1'b1;
               active_d = UNIT_MXU;
               state_d = ST_EXEC;
             end
-            OPCODE_MOVE, OPCODE_VBIN, OPCODE_VUNARY, OPCODE_VREDUCE, OPCODE_VMASK: begin
+            UNIT_VPU: begin
               vpu_start_d = 1'b1;
               active_d = UNIT_VPU;
               state_d = ST_EXEC;
             end
-            default: begin  // NOP, FENCE, CHECKPOINT, HALT retire at once
+            default: begin  // UNIT_CTRL: NOP, FENCE, CHECKPOINT, HALT retire at once
               retire_valid_o = 1'b1;
               index_d = index_q + 32'd1;
               pc_d = pc_q + InsnBytes;
@@ -175,7 +176,7 @@ module loom_ctrl
       ST_EXEC: begin
         if ((active_q == UNIT_DMA && dma_done_i) || (active_q == UNIT_MXU && mxu_done_i) ||
             (active_q == UNIT_VPU && vpu_done_i)) begin
-          active_d = UNIT_NONE;
+          active_d = UNIT_CTRL;
           if (active_q == UNIT_DMA && dma_fault_i != FAULT_NONE) begin
             fault_d = dma_fault_i;
             fault_pc_d = pc_q;
@@ -222,7 +223,7 @@ module loom_ctrl
       fault_q <= FAULT_NONE;
       fault_pc_q <= '0;
       last_layer_q <= '0;
-      active_q <= UNIT_NONE;
+      active_q <= UNIT_CTRL;
       fetch_q <= 1'b0;
       dma_start_q <= 1'b0;
       mxu_start_q <= 1'b0;

@@ -35,12 +35,4 @@ package loom_mem_pkg;
     sram_rsp_t acc;
   } mem_rsp_t;
 
-  // Units of the core, for port ownership and performance counters.
-  typedef enum logic [1:0] {
-    UNIT_NONE = 2'd0,
-    UNIT_DMA = 2'd1,
-    UNIT_MXU = 2'd2,
-    UNIT_VPU = 2'd3
-  } unit_e;
-
 endpackage

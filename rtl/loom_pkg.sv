@@ -50,6 +50,13 @@ package loom_pkg;
     FAULT_BUS_ERROR = 8'd11
   } fault_e;
 
+  typedef enum logic [1:0] {
+    UNIT_CTRL = 2'd0,
+    UNIT_DMA = 2'd1,
+    UNIT_MXU = 2'd2,
+    UNIT_VPU = 2'd3
+  } unit_e;
+
   // Host control/status registers (byte offsets on AXI4-Lite)
   localparam logic [7:0] CsrId = 8'h00;
   localparam logic [7:0] CsrVersion = 8'h04;
@@ -256,6 +263,18 @@ package loom_pkg;
     logic [19:0] dst;
     opcode_e opcode;
   } vmask_insn_t;
+
+  // The unit that executes an opcode (contract.isa.FORMATS).
+  function automatic unit_e opcode_unit(opcode_e op);
+    unit_e u;
+    unique case (op)
+      OPCODE_DMA_LD, OPCODE_DMA_ST, OPCODE_GATHER: u = UNIT_DMA;
+      OPCODE_MATMUL: u = UNIT_MXU;
+      OPCODE_MOVE, OPCODE_VBIN, OPCODE_VUNARY, OPCODE_VREDUCE, OPCODE_VMASK: u = UNIT_VPU;
+      default: u = UNIT_CTRL;
+    endcase
+    return u;
+  endfunction
 
   // 1 when w is a legal instruction word: known opcode, enum fields in range,
   // reserved bits zero (what contract.isa.decode accepts).

@@ -3,6 +3,7 @@ faults that must name the instruction."""
 
 import numpy as np
 import pytest
+from isa_programs import empty_region_faults, empty_regions, expected_empty_regions
 
 from contract import numerics as nx
 from sim.ref import ExecError
@@ -203,3 +204,20 @@ def test_retire_trace(machine):
         (2, 64, "HALT"),
     ]
     assert trace[1].args == {"layer": 3}
+
+
+def test_empty_regions_touch_nothing(machine):
+    source, data = empty_regions(0x4000, 0x8000)
+    for addr, values in data.items():
+        machine.put_f32(addr, values)
+    machine.run(source)
+    got = machine.get_f32(0x8000, (6, 16))
+    want = expected_empty_regions(data[0x4000])
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize(("source", "fault"), empty_region_faults())
+def test_empty_regions_are_still_checked_for_alignment(machine, source, fault):
+    with pytest.raises(ExecError) as info:
+        machine.run(source)
+    assert info.value.fault.name == fault

@@ -1,4 +1,4 @@
-"""Every ISA v1 instruction on the RTL, checked bit for bit against the ISA model.
+"""Every ISA v2 instruction on the RTL, checked bit for bit against the ISA model.
 
 Each test assembles a program, places data in DRAM, runs it on both the RTL (one
 simulator process for the module) and the ISA model, and compares the whole DRAM image.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from isa_programs import empty_region_faults, empty_regions, expected_empty_regions
 
 from contract.asm import assemble
 from contract.hw import DEFAULT_HW
@@ -259,6 +260,18 @@ def test_vmask_and_move(rtl):
         dma_st space=acc dtype=bf16 sram=4096 sram_stride=48 dram={DATA + 0x4000} dram_rs=40 dram_cs=1 rows=6 cols=40""",
         {DATA: a, DATA + 0x1000: rand(rng, 6, 40)},
     )
+
+
+def test_empty_regions(rtl):
+    source, data = empty_regions(DATA, DATA + 0x1000)
+    dram = run_both(rtl, source, data)
+    out = dram[DATA + 0x1000 : DATA + 0x1000 + 6 * 16 * 4].view(np.uint32)
+    assert np.array_equal(out, expected_empty_regions(data[DATA]).view(np.uint32).reshape(-1))
+
+
+@pytest.mark.parametrize(("source", "fault"), empty_region_faults())
+def test_empty_regions_are_still_checked_for_alignment(rtl, source, fault):
+    expect_fault(rtl, source, {}, Fault[fault])
 
 
 # ------------------------------------------------------------------ faults

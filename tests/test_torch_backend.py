@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from isa_programs import empty_region_faults, empty_regions
 
 import compiler
 import sim
@@ -150,6 +151,29 @@ def test_every_instruction_matches_the_isa_model(device):
         torch.from_numpy(fast[lo:hi].view(np.float32).copy()),
     )
     assert ISA_TOLERANCE.accepts(m), m
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_empty_regions_match_the_isa_model(device):
+    source, data = empty_regions(DATA, DATA + 0x1000)
+    code = encode_program(assemble(source + "\nhalt"))
+    dram = np.zeros(0x10000, dtype=np.uint8)
+    dram[: len(code)] = np.frombuffer(code, dtype=np.uint8)
+    for addr, values in data.items():
+        dram[addr : addr + values.nbytes] = values.view(np.uint8)
+    ref = dram.copy()
+    RefMachine(DEFAULT_HW, ref).run(code, 0)
+    assert np.array_equal(_run_torch(dram, code, device), ref)
+
+
+@pytest.mark.parametrize(("source", "fault"), empty_region_faults())
+def test_empty_regions_fault_like_the_isa_model(source, fault):
+    code = encode_program(assemble(source + "\nhalt"))
+    dram = np.zeros(0x10000, dtype=np.uint8)
+    dram[: len(code)] = np.frombuffer(code, dtype=np.uint8)
+    with pytest.raises(ExecError) as info:
+        _run_torch(dram, code, "cpu")
+    assert info.value.fault.name == fault and info.value.index == 0
 
 
 @pytest.mark.parametrize(

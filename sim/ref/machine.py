@@ -22,6 +22,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from contract import numerics as nx
 from contract.asm import format_insn
+from contract.blob import DRAM_ELEMENTS
 from contract.hw import HwConfig
 from contract.isa import (
     INSN_BYTES,
@@ -151,9 +152,7 @@ class RefMachine:
                 mem[region.addr :], shape=(region.rows, region.cols), strides=(region.stride * 4, 4)
             )
         size = region.size
-        flat = self.dram.view(
-            {2: np.uint16, 4: np.float32}[size] if region.dtype is not None else np.int32
-        )
+        flat = self.dram.view(DRAM_ELEMENTS[region.dtype].storage)
         return as_strided(
             flat[region.addr // size :],
             shape=(region.rows, region.cols),

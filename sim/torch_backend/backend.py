@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from contract.blob import binding_span
+from contract.blob import DRAM_ELEMENTS, binding_span
 from contract.hw import HwConfig
 from contract.isa import (
     BMode,
@@ -68,6 +68,13 @@ _BINARY = {
 }
 
 
+# The torch dtype that holds each stored numpy type (bf16 patterns as int16: torch has
+# no arithmetic on uint16, and the bits are only moved).
+_TORCH_STORAGE = {
+    np.dtype(np.float32): torch.float32,
+    np.dtype(np.uint16): torch.int16,
+    np.dtype(np.int32): torch.int32,
+}
 CPU_BLOCK_ELEMS = 1 << 16  # elements per block of a batched step on a CPU (256 KiB fp32)
 
 
@@ -307,8 +314,7 @@ class TorchBackend:
         shape = [*counts, region.rows, region.cols]
         if isinstance(region, Dram):
             size = region.size
-            dtype = {None: torch.int32, DType.FP32: torch.float32, DType.BF16: torch.int16}
-            typed = self.dram.view(dtype[region.dtype])
+            typed = self.dram.view(_TORCH_STORAGE[DRAM_ELEMENTS[region.dtype].storage])
             strides = [d // size for d in deltas] + [region.rs, region.cs]
             return typed.as_strided(shape, strides, region.addr // size)
         for depth in reversed(range(len(levels))):
