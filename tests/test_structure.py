@@ -90,9 +90,12 @@ def test_imports_flow_one_way():
     for module, path in sources():
         mine = room_of(module)
         for line, target in imports(path):
-            if target not in known and not any(target.startswith(p + ".") for p in PACKAGES):
-                if target.split(".")[0] not in PACKAGES:
-                    continue  # not Loom
+            if (
+                target not in known
+                and not any(target.startswith(p + ".") for p in PACKAGES)
+                and target.split(".")[0] not in PACKAGES
+            ):
+                continue  # not Loom
             theirs = room_of(target)
             if theirs is None or theirs == mine:
                 continue
