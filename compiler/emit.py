@@ -1,12 +1,15 @@
-"""Emission: place buffers, resolve DRAM addresses, encode the instruction stream.
+"""Emission: cut the stream into segments with their HALTs, then encode it.
 
 The stream is cut into device segments (each ends with HALT) around host ops; the
-host runs a host op, then restarts the core at the next segment's pc.
+host runs a host op, then restarts the core at the next segment's pc. One pass makes
+the segments and the final instruction list together, so a segment's pc and length
+and the code size all count the same instructions. The memory planner needs the
+code size before addresses exist; encoding comes after it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from compiler.ir import Checkpoint, DramRef, HostOp, PendingInsn, StreamItem
 from contract import isa
@@ -25,53 +28,53 @@ class Segment:
         return {"kind": "host", "host_op": self.host_op}
 
 
-def segment_stream(stream: list[StreamItem]) -> tuple[list[Segment], list[HostOp], int]:
-    """Segments, host ops, and the instruction count including HALTs."""
-    segments: list[Segment] = []
-    host_ops: list[HostOp] = []
-    count = 0
+@dataclass
+class Segmented:
+    """The stream cut for the core: device instructions in code order (each device
+    segment closed by HALT), the segments, and the host ops they name."""
+
+    insns: list[PendingInsn | Checkpoint] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    host_ops: list[HostOp] = field(default_factory=list)
+
+    @property
+    def code_bytes(self) -> int:
+        return len(self.insns) * isa.INSN_BYTES
+
+
+def segment_stream(stream: list[StreamItem]) -> Segmented:
+    out = Segmented()
     open_seg: Segment | None = None
+
+    def close() -> None:
+        nonlocal open_seg
+        if open_seg is not None:
+            out.insns.append(PendingInsn("halt", {}))
+            open_seg.insns = len(out.insns) - open_seg.pc // isa.INSN_BYTES
+            open_seg = None
+
     for item in stream:
         if isinstance(item, HostOp):
-            if open_seg is not None:
-                open_seg.insns += 1  # HALT
-                count += 1
-                open_seg = None
-            segments.append(Segment("host", host_op=len(host_ops)))
-            host_ops.append(item)
+            close()
+            out.segments.append(Segment("host", host_op=len(out.host_ops)))
+            out.host_ops.append(item)
             continue
         if open_seg is None:
-            open_seg = Segment("device", pc=count * isa.INSN_BYTES)
-            segments.append(open_seg)
-        open_seg.insns += 1
-        count += 1
-    if open_seg is not None:
-        open_seg.insns += 1
-        count += 1
-    return segments, host_ops, count
+            open_seg = Segment("device", pc=out.code_bytes)
+            out.segments.append(open_seg)
+        out.insns.append(item)
+    close()
+    return out
 
 
-def encode_stream(stream: list[StreamItem]) -> tuple[bytes, list[str]]:
-    """Code bytes (addresses must be placed) and, per instruction, its graph node."""
-    words, debug = [], []
-    pending_halt = False
-    for item in stream:
-        if isinstance(item, HostOp):
-            if pending_halt:
-                words.append(isa.encode(isa.make("halt")))
-                debug.append("")
-                pending_halt = False
-            continue
+def encode(insns: list[PendingInsn | Checkpoint]) -> tuple[bytes, list[str]]:
+    """Code bytes (every buffer must be placed) and, per instruction, its graph node."""
+    words = []
+    for item in insns:
         if isinstance(item, Checkpoint):
             insn = isa.make("checkpoint", layer=item.layer)
         else:
-            assert isinstance(item, PendingInsn)
             args = {k: (v.resolve() if isinstance(v, DramRef) else v) for k, v in item.args.items()}
             insn = isa.make(item.mnemonic, **args)
         words.append(isa.encode(insn))
-        debug.append(item.node)
-        pending_halt = True
-    if pending_halt:
-        words.append(isa.encode(isa.make("halt")))
-        debug.append("")
-    return b"".join(words), debug
+    return b"".join(words), [item.node for item in insns]

@@ -4,7 +4,8 @@ Tensors live in DRAM buffers; a TensorRef is a strided view of one (so view, per
 transpose, slice, split and expand never copy: they become DMA strides). Lowerings
 append PendingInsn (an instruction whose DRAM addresses are still symbolic),
 HostOp (an op that runs on the CPU between device segments) and checkpoints to a
-linear stream; the memory planner then places buffers and emit() resolves addresses.
+linear stream; the memory planner then places buffers and emission (compiler.emit)
+resolves addresses.
 """
 
 from __future__ import annotations

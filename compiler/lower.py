@@ -15,11 +15,12 @@ import torch
 from torch import fx
 
 from compiler import ops  # noqa: F401  (registers the lowerings)
+from compiler.context import LowerCtx
 from compiler.frontend import Graph
 from compiler.ir import Buffer, BufferKind, Checkpoint, HostOp, StreamItem, TensorRef, VDType
 from compiler.layers import LayerInfo, find_layers
 from compiler.ops.views import is_view, lower_view
-from compiler.registry import REGISTRY, LowerCtx, Unsupported, op_name
+from compiler.registry import REGISTRY, Unsupported, op_name
 from contract.hw import HwConfig
 
 
@@ -167,6 +168,9 @@ def lower_graph(g: Graph, hw: HwConfig, checkpoints: str = "all") -> Lowered:
     for out in g.outputs:
         ref = values.get(out.name) if out is not None else None
         outputs.append(ref if isinstance(ref, TensorRef) else None)
+    for ref in outputs:  # returned activations get their own DRAM (the host reads them)
+        if ref is not None and ref.buffer.kind == BufferKind.ACTIVATION:
+            ref.buffer.kind = BufferKind.OUTPUT
     return Lowered(
         stream, buffers, values, inputs, outputs, [la for la in layers if not la.skipped], records
     )

@@ -4,6 +4,10 @@ import pytest
 import torch
 
 import compiler
+from compiler.emit import segment_stream
+from compiler.ir import HostOp, PendingInsn
+from compiler.tiling import TileLimits
+from contract import isa
 from contract.blob import BlobError
 from contract.gen import DOC_PATH, SV_PATH, render_doc, render_sv_package
 from sim.ref import ExecError
@@ -137,6 +141,30 @@ def test_unsupported_op_falls_back_to_cpu():
     kinds = [s["kind"] for s in program.segments]
     assert kinds == ["host", "host", "device"]
     assert program.meta["host_ops"][0]["module"] == ""
+
+
+def test_segments_and_their_halts_come_from_one_pass():
+    """Each device run of the stream becomes a segment closed by its own HALT; pcs and
+    lengths count the final instruction list, HALTs included."""
+    nop = PendingInsn("nop", {}, "n")
+    host = HostOp("aten.cumsum.default", [], {}, [], [])
+    cut = segment_stream([nop, host, nop, nop, host, host, nop])
+    assert [s.kind for s in cut.segments] == ["device", "host", "device", "host", "host", "device"]
+    assert [i.mnemonic for i in cut.insns] == ["nop", "halt", "nop", "nop", "halt", "nop", "halt"]
+    device = [s for s in cut.segments if s.kind == "device"]
+    assert [(s.pc // isa.INSN_BYTES, s.insns) for s in device] == [(0, 2), (2, 3), (5, 2)]
+    assert cut.code_bytes == len(cut.insns) * isa.INSN_BYTES
+    assert cut.host_ops == [host, host, host]
+
+
+def test_tile_limits_come_from_the_hardware_config():
+    """The tuned sizes on the default core; scaled with the array and SRAMs elsewhere."""
+    assert TileLimits.of(compiler.DEFAULT_HW) == TileLimits(
+        matmul_rows=128, matmul_depth=1024, elementwise_cols=2048, copy_cols=4096, gather_cols=32768
+    )
+    assert TileLimits.of(compiler.load_hw("small")) == TileLimits(
+        matmul_rows=64, matmul_depth=128, elementwise_cols=128, copy_cols=256, gather_cols=2048
+    )
 
 
 def test_blob_round_trip_and_refusals(tmp_path):

@@ -14,10 +14,11 @@ import math
 
 import torch
 
-from compiler.ops.matmul import _mat
+from compiler.context import LowerCtx, tensor_meta
+from compiler.ops.matmul import mat_operand
 from compiler.ops.vector import Vec
-from compiler.registry import LowerCtx, Unsupported, lowering, tensor_meta
-from contract.isa import BMode, Mem, VBinFunct
+from compiler.registry import Unsupported, lowering
+from contract.isa import BMode, VBinFunct
 
 aten = torch.ops.aten
 NEG_INF = float("-inf")
@@ -66,10 +67,10 @@ def lower_sdpa(ctx: LowerCtx, node, args, kwargs):
         else:
             mask_bias = mask
 
-    Q, K, V = _mat(q, tuple(batch)), _mat(k, tuple(batch)), _mat(v, tuple(batch))
-    Mb = _mat(mask_bias, tuple(batch)) if mask_bias is not None else None
+    Q, K, V = (mat_operand(t, tuple(batch)) for t in (q, k, v))
+    Mb = mat_operand(mask_bias, tuple(batch)) if mask_bias is not None else None
     out = ctx.new_tensor(out_shape)
-    O = _mat(out, tuple(batch))
+    O = mat_operand(out, tuple(batch))
     pad = ctx.acc.pad
     # SPAD: K [S, D], V [S, Dv], Q tile [tq, D], P tile [tq, S]
     spad_left = ctx.spad.capacity - S * (pad(D) + pad(Dv))
@@ -82,82 +83,62 @@ def lower_sdpa(ctx: LowerCtx, node, args, kwargs):
         raise Unsupported(f"attention with S={S}, D={D} does not fit on chip")
     for bi in itertools.product(*[range(d) for d in batch]):
         ctx.spad.top = 0
-        k_addr, k_stride = ctx.spad.alloc(S, D)
-        v_addr, v_stride = ctx.spad.alloc(S, Dv)
-        q_addr, q_stride = ctx.spad.alloc(tq, D)
-        p_addr, p_stride = ctx.spad.alloc(tq, S)
-        ctx.load_2d(K.ref, K.offset(bi, 0, 0), S, D, K.rs, K.cs, Mem.SPAD, k_addr, k_stride)
-        ctx.load_2d(V.ref, V.offset(bi, 0, 0), S, Dv, V.rs, V.cs, Mem.SPAD, v_addr, v_stride)
+        k_sram = ctx.spad.alloc(S, D)  # K [S, D]
+        v_sram = ctx.spad.alloc(S, Dv)  # V [S, Dv]
+        q_sram = ctx.spad.alloc(tq, D)  # Q tile [tq, D]
+        p_sram = ctx.spad.alloc(tq, S)  # P tile [tq, S], bf16
+        ctx.load(K.tile(bi, 0, 0, S, D), k_sram)
+        ctx.load(V.tile(bi, 0, 0, S, Dv), v_sram)
         for t0 in range(0, T, tq):
             nt = min(tq, T - t0)
             ctx.acc.top = 0
             vec = Vec(ctx, nt, S)
-            s_reg = vec.alloc()
-            o_addr, o_stride = ctx.acc.alloc(nt, Dv)
-            ctx.load_2d(Q.ref, Q.offset(bi, t0, 0), nt, D, Q.rs, Q.cs, Mem.SPAD, q_addr, q_stride)
+            s_acc = vec.alloc()  # S, then P, [nt, S] fp32
+            o_acc = ctx.acc.alloc(nt, Dv)  # O tile [nt, Dv]
+            ctx.load(Q.tile(bi, t0, 0, nt, D), q_sram)
             ctx.emit(
                 "matmul",
-                dst=s_reg.addr,
-                dst_stride=s_reg.stride,
-                a=q_addr,
-                a_stride=q_stride,
-                b=k_addr,
-                b_stride=k_stride,
+                **s_acc.fields("dst"),
+                **q_sram.fields("a"),
+                **k_sram.fields("b"),
                 m=nt,
                 n=S,
                 k=D,
                 trans_b=1,
             )
-            vec.imm(VBinFunct.MUL, s_reg, s_reg, scale)
+            vec.imm(VBinFunct.MUL, s_acc, s_acc, scale)
             if mask_off is not None:
                 ctx.emit(
                     "vmask",
-                    dst=s_reg.addr,
-                    dst_stride=s_reg.stride,
-                    a=s_reg.addr,
-                    a_stride=s_reg.stride,
+                    **s_acc.fields("dst"),
+                    **s_acc.fields("a"),
                     rows=nt,
                     cols=S,
                     offset=t0 + mask_off,
                     imm=NEG_INF,
                 )
             if Mb is not None:
-                m_reg = vec.alloc()
-                ctx.load_2d(
-                    Mb.ref,
-                    Mb.offset(bi, t0, 0),
-                    nt,
-                    S,
-                    Mb.rs,
-                    Mb.cs,
-                    Mem.ACC,
-                    m_reg.addr,
-                    m_reg.stride,
-                )
-                vec.bin(VBinFunct.ADD, s_reg, s_reg, m_reg, BMode.FULL)
-            vec.softmax_rows(s_reg)
-            ctx.emit(
+                m_acc = vec.alloc()  # mask bias tile [nt, S]
+                ctx.load(Mb.tile(bi, t0, 0, nt, S), m_acc)
+                vec.bin(VBinFunct.ADD, s_acc, s_acc, m_acc, BMode.FULL)
+            vec.softmax_rows(s_acc)
+            ctx.emit(  # P to SPAD, rounded to bf16, as the second matmul's A
                 "move",
-                dst_space=Mem.SPAD,
-                src_space=Mem.ACC,
-                dst=p_addr,
-                dst_stride=p_stride,
-                src=s_reg.addr,
-                src_stride=s_reg.stride,
+                dst_space=p_sram.space,
+                src_space=s_acc.space,
+                **p_sram.fields("dst"),
+                **s_acc.fields("src"),
                 rows=nt,
                 cols=S,
             )
             ctx.emit(
                 "matmul",
-                dst=o_addr,
-                dst_stride=o_stride,
-                a=p_addr,
-                a_stride=p_stride,
-                b=v_addr,
-                b_stride=v_stride,
+                **o_acc.fields("dst"),
+                **p_sram.fields("a"),
+                **v_sram.fields("b"),
                 m=nt,
                 n=Dv,
                 k=S,
             )
-            ctx.store_2d(out, O.offset(bi, t0, 0), nt, Dv, O.rs, O.cs, o_addr, o_stride)
+            ctx.store(o_acc, O.tile(bi, t0, 0, nt, Dv))
     return out

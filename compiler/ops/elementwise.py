@@ -8,18 +8,13 @@ from collections.abc import Callable
 
 import torch
 
+from compiler.context import LowerCtx, tensor_meta
 from compiler.ir import TensorRef, VDType
-from compiler.ops.vector import Reg, Vec
-from compiler.registry import (
-    LowerCtx,
-    Operand,
-    Unsupported,
-    broadcast_operand,
-    lowering,
-    row_tiles,
-    tensor_meta,
-)
-from contract.isa import Mem, VBinFunct, VUnaryFunct
+from compiler.ops.vector import Vec
+from compiler.registry import Unsupported, lowering
+from compiler.tiles import SramTile
+from compiler.tiling import Operand, broadcast_operand, result_tile, row_tiles
+from contract.isa import VBinFunct, VUnaryFunct
 
 aten = torch.ops.aten
 ADD, SUB, MUL, MAX, MIN = (
@@ -30,10 +25,9 @@ ADD, SUB, MUL, MAX, MIN = (
     VBinFunct.MIN,
 )
 
-# A body computes the result tile: body(vec, dst, inputs) where inputs are Regs
+# A body computes the result tile: body(vec, dst, inputs) where inputs are ACC tiles
 # (tensor operands) or floats (scalar operands), in argument order.
-Body = Callable[[Vec, Reg, list], None]
-MAX_TILE_COLS = 2048
+Body = Callable[[Vec, SramTile, list], None]
 
 
 def _scalar(x) -> float | None:
@@ -58,7 +52,7 @@ def elementwise(ctx: LowerCtx, node, operands: list, body: Body, temps: int = 0)
     if not out_shape:
         out = TensorRef(out.buffer, out.dtype, (1,), (1,), 0)
     ops = [broadcast_operand(t if t.shape else _as_1d(t), shape2d) for t in tensors]
-    cols = min(shape2d[-1], MAX_TILE_COLS)
+    cols = min(shape2d[-1], ctx.limits.elementwise_cols)
     n_regions = len(tensors) + temps + 1
     rows = max(1, ctx.acc.capacity // (n_regions * ctx.acc.pad(cols)))
     for tile in row_tiles(shape2d, ops + [Operand(out, out.strides)], rows, cols):
@@ -67,13 +61,13 @@ def elementwise(ctx: LowerCtx, node, operands: list, body: Body, temps: int = 0)
         loaded = []
         for op in ops:
             reg = vec.alloc()
-            ctx.load(op, shape2d, tile, Mem.ACC, reg.addr, reg.stride)
+            ctx.load(op.dram_tile(shape2d, tile), reg)
             loaded.append(reg)
         regs = iter(loaded)
         inputs = [next(regs) if isinstance(o, TensorRef) else _scalar(o) for o in operands]
         dst = vec.alloc()
         body(vec, dst, inputs)
-        ctx.store(out, tile, dst.addr, dst.stride)
+        ctx.store(dst, result_tile(out, tile))
     return TensorRef(out.buffer, out.dtype, out_shape, tuple(out.strides[: len(out_shape)]))
 
 
@@ -81,11 +75,11 @@ def _as_1d(t: TensorRef) -> TensorRef:
     return TensorRef(t.buffer, t.dtype, (1,), (1,), t.offset)
 
 
-def _binary(funct: VBinFunct, a, b, vec: Vec, dst: Reg) -> None:
-    """dst = a op b for Regs or floats (at least one Reg)."""
-    if isinstance(a, Reg) and isinstance(b, Reg):
+def _binary(funct: VBinFunct, a, b, vec: Vec, dst: SramTile) -> None:
+    """dst = a op b for ACC tiles or floats (at least one tile)."""
+    if isinstance(a, SramTile) and isinstance(b, SramTile):
         vec.bin(funct, dst, a, b)
-    elif isinstance(a, Reg):
+    elif isinstance(a, SramTile):
         vec.imm(funct, dst, a, b)
     elif funct in (ADD, MUL, MAX, MIN):
         vec.imm(funct, dst, b, a)
@@ -109,10 +103,10 @@ def lower_add_sub(ctx: LowerCtx, node, args, kwargs):
     if _scalar(a) is not None and _scalar(b) is not None:
         raise Unsupported("scalar-only arithmetic")
 
-    def body(vec: Vec, dst: Reg, ins: list) -> None:
+    def body(vec: Vec, dst: SramTile, ins: list) -> None:
         x, y = ins
         if alpha != 1.0:
-            if isinstance(y, Reg):
+            if isinstance(y, SramTile):
                 vec.imm(MUL, dst, y, alpha)
                 y = dst
             else:
@@ -140,10 +134,10 @@ def lower_div(ctx: LowerCtx, node, args, kwargs):
             ctx, node, [a], lambda vec, dst, ins: _binary(MUL, ins[0], inv, vec, dst)
         )
 
-    def body(vec: Vec, dst: Reg, ins: list) -> None:
+    def body(vec: Vec, dst: SramTile, ins: list) -> None:
         x, y = ins
         vec.unary(VUnaryFunct.RECIP, dst, y)
-        _binary(MUL, x, dst, vec, dst) if isinstance(x, Reg) else vec.imm(MUL, dst, dst, x)
+        _binary(MUL, x, dst, vec, dst) if isinstance(x, SramTile) else vec.imm(MUL, dst, dst, x)
 
     if _scalar(a) is not None:
         return elementwise(ctx, node, [b], lambda vec, dst, ins: body(vec, dst, [float(a), ins[0]]))
@@ -180,7 +174,7 @@ UNARY_BODIES: dict[object, Body] = {
 }
 
 
-def _sigmoid(vec: Vec, dst: Reg, x: Reg) -> Reg:
+def _sigmoid(vec: Vec, dst: SramTile, x: SramTile) -> SramTile:
     """1 / (1 + exp(-x))."""
     vec.imm(MUL, dst, x, -1.0)
     vec.unary(VUnaryFunct.EXP, dst, dst)
@@ -206,7 +200,7 @@ def lower_pow(ctx: LowerCtx, node, args, kwargs):
     if e is None:
         raise Unsupported("non-numeric exponent")
 
-    def body(vec: Vec, dst: Reg, ins: list) -> None:
+    def body(vec: Vec, dst: SramTile, ins: list) -> None:
         (a,) = ins
         if e == 1:
             vec.unary(VUnaryFunct.COPY, dst, a)
@@ -238,7 +232,7 @@ def lower_gelu(ctx: LowerCtx, node, args, kwargs):
     if approximate != "tanh":
         raise Unsupported("erf GELU (no erf in the vector unit); use approximate='tanh'")
 
-    def body(vec: Vec, dst: Reg, ins: list) -> None:
+    def body(vec: Vec, dst: SramTile, ins: list) -> None:
         (x,) = ins
         t = vec.alloc()
         # 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))

@@ -6,9 +6,10 @@ import math
 
 import torch
 
+from compiler.context import LowerCtx, tensor_meta
 from compiler.ir import DramRef, TensorRef, VDType
-from compiler.registry import LowerCtx, Unsupported, lowering, tensor_meta
-from contract.isa import Mem
+from compiler.registry import Unsupported, lowering
+from compiler.tiles import DramTile, dram_dtype
 
 aten = torch.ops.aten
 
@@ -23,20 +24,19 @@ def lower_embedding(ctx: LowerCtx, node, args, kwargs):
     rows_total = math.prod(indices.shape)
     dim = table.shape[1]
     out = ctx.new_tensor(tuple(tensor_meta(node).shape))
-    cols = min(dim, ctx.acc.capacity // 2)
+    cols = min(dim, ctx.limits.gather_cols)
     max_rows = max(1, ctx.acc.capacity // ctx.acc.pad(cols))
     for r0 in range(0, rows_total, max_rows):
         nr = min(max_rows, rows_total - r0)
         for c0 in range(0, dim, cols):
             nc = min(cols, dim - c0)
             ctx.acc.top = 0
-            addr, stride = ctx.acc.alloc(nr, nc)
+            acc = ctx.acc.alloc(nr, nc)
             ctx.emit(
                 "gather",
-                space=Mem.ACC,
-                dtype=ctx.dram_dtype(table),
-                sram=addr,
-                sram_stride=stride,
+                space=acc.space,
+                dtype=dram_dtype(table),
+                **acc.fields("sram"),
                 table_addr=DramRef(table.buffer, table.byte_offset(c0)),
                 table_rs=table.strides[0],
                 table_rows=table.shape[0],
@@ -44,5 +44,5 @@ def lower_embedding(ctx: LowerCtx, node, args, kwargs):
                 rows=nr,
                 cols=nc,
             )
-            ctx.store_2d(out, r0 * dim + c0, nr, nc, dim, 1, addr, stride)
+            ctx.store(acc, DramTile(out, r0 * dim + c0, nr, nc, dim, 1))
     return TensorRef(out.buffer, out.dtype, out.shape, out.strides)

@@ -15,13 +15,12 @@ from dataclasses import dataclass
 
 import torch
 
+from compiler.context import LowerCtx, tensor_meta
 from compiler.ir import TensorRef, contiguous_strides
-from compiler.registry import LowerCtx, Unsupported, lowering, tensor_meta
-from contract.isa import Mem
+from compiler.registry import Unsupported, lowering
+from compiler.tiles import DramTile
 
 aten = torch.ops.aten
-MAX_TK = 1024
-MAX_TM = 128
 
 
 @dataclass(frozen=True)
@@ -40,8 +39,12 @@ class MatOperand:
             + c * self.cs
         )
 
+    def tile(self, batch_index: tuple[int, ...], r: int, c: int, rows: int, cols: int) -> DramTile:
+        """The [rows, cols] window from element [r, c] of matrix `batch_index`."""
+        return DramTile(self.ref, self.offset(batch_index, r, c), rows, cols, self.rs, self.cs)
 
-def _mat(ref: TensorRef, batch_shape: tuple[int, ...]) -> MatOperand:
+
+def mat_operand(ref: TensorRef, batch_shape: tuple[int, ...]) -> MatOperand:
     """View ref [..., R, C] with its leading dims broadcast to batch_shape."""
     if len(ref.shape) < 2:
         raise Unsupported(f"matrix operand of rank {len(ref.shape)}")
@@ -90,15 +93,15 @@ def matmul_core(
         raise Unsupported(f"inner dims differ: {a.shape} @ {b.shape}")
     if bias is not None and (bias.shape[-1] != N or math.prod(bias.shape) != N):
         raise Unsupported(f"bias of shape {bias.shape} is not a row of {N}")
-    A, B = _mat(a, batch), _mat(b, batch)
+    A, B = mat_operand(a, batch), mat_operand(b, batch)
     out = ctx.new_tensor(out_shape)
-    C = _mat(out, batch)
+    C = mat_operand(out, batch)
     trans_b = B.rs == 1 and B.cs != 1
     line = ctx.hw.line_elems
     pad = ctx.spad.pad
 
-    tk = min(K, MAX_TK)
-    tm = min(M, MAX_TM)
+    tk = min(K, ctx.limits.matmul_depth)
+    tm = min(M, ctx.limits.matmul_rows)
     # Largest tn (a multiple of the line) for which SPAD and ACC hold the tiles.
     spad_left = ctx.spad.capacity - tm * pad(tk)
     tn_spad = spad_left // pad(tk) if trans_b else spad_left // tk
@@ -108,78 +111,39 @@ def matmul_core(
         raise Unsupported(f"matmul tiles do not fit on chip (M={M}, K={K})")
     n_k = math.ceil(K / tk)
 
-    bias_op = None
-    if bias is not None:
-        bias_op = MatOperand(bias, (), 0, bias.strides[-1])
     for bi in itertools.product(*[range(d) for d in batch]):
         for m0 in range(0, M, tm):
             mm_ = min(tm, M - m0)
             ctx.spad.top = 0
             ctx.acc.top = 0
-            a_addr, a_stride = ctx.spad.alloc(mm_, tk)
-            b_rows, b_cols = (tn, tk) if trans_b else (tk, tn)
-            b_addr, b_stride = ctx.spad.alloc(b_rows, b_cols)
-            c_addr, c_stride = ctx.acc.alloc(mm_, tn)
-            bias_addr = ctx.acc.alloc(1, tn)[0] if bias_op else 0
+            a_sram = ctx.spad.alloc(mm_, tk)  # A [mm_, tk]
+            b_sram = ctx.spad.alloc(*((tn, tk) if trans_b else (tk, tn)))  # B [tk, tn] or B^T
+            c_sram = ctx.acc.alloc(mm_, tn)  # C [mm_, tn], fp32
+            bias_sram = ctx.acc.alloc(1, tn) if bias is not None else None  # bias [1, tn]
             for n0 in range(0, N, tn):
                 nn_ = min(tn, N - n0)
-                if bias_op:
-                    ctx.load_2d(bias, n0 * bias_op.cs, 1, nn_, 0, bias_op.cs, Mem.ACC, bias_addr, 0)
+                if bias_sram is not None:
+                    ctx.load(DramTile.row_of(bias, n0, nn_), bias_sram.one_row())
                 for ki, k0 in enumerate(range(0, K, tk)):
                     kk = min(tk, K - k0)
                     if n0 == 0 or n_k > 1:  # A is reused across n tiles when K fits
-                        ctx.load_2d(
-                            A.ref,
-                            A.offset(bi, m0, k0),
-                            mm_,
-                            kk,
-                            A.rs,
-                            A.cs,
-                            Mem.SPAD,
-                            a_addr,
-                            a_stride,
-                        )
-                    if trans_b:
-                        ctx.load_2d(
-                            B.ref,
-                            B.offset(bi, k0, n0),
-                            nn_,
-                            kk,
-                            B.cs,
-                            B.rs,
-                            Mem.SPAD,
-                            b_addr,
-                            b_stride,
-                        )
-                    else:
-                        ctx.load_2d(
-                            B.ref,
-                            B.offset(bi, k0, n0),
-                            kk,
-                            nn_,
-                            B.rs,
-                            B.cs,
-                            Mem.SPAD,
-                            b_addr,
-                            b_stride,
-                        )
+                        ctx.load(A.tile(bi, m0, k0, mm_, kk), a_sram)
+                    b_tile = B.tile(bi, k0, n0, kk, nn_)  # [kk, nn_]
+                    ctx.load(b_tile.transposed() if trans_b else b_tile, b_sram)
                     ctx.emit(
                         "matmul",
-                        dst=c_addr,
-                        dst_stride=c_stride,
-                        a=a_addr,
-                        a_stride=a_stride,
-                        b=b_addr,
-                        b_stride=b_stride,
-                        bias=bias_addr,
+                        **c_sram.fields("dst"),
+                        **a_sram.fields("a"),
+                        **b_sram.fields("b"),
+                        bias=bias_sram.addr if bias_sram is not None else 0,
                         m=mm_,
                         n=nn_,
                         k=kk,
                         acc=int(ki > 0),
                         trans_b=int(trans_b),
-                        use_bias=int(ki == 0 and bias_op is not None),
+                        use_bias=int(ki == 0 and bias_sram is not None),
                     )
-                ctx.store_2d(out, C.offset(bi, m0, n0), mm_, nn_, C.rs, C.cs, c_addr, c_stride)
+                ctx.store(c_sram, C.tile(bi, m0, n0, mm_, nn_))
     return out
 
 

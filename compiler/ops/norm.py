@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import torch
 
+from compiler.context import LowerCtx, tensor_meta
 from compiler.ir import TensorRef
-from compiler.ops.vector import Reg, Vec
-from compiler.registry import (
-    LowerCtx,
-    Operand,
-    Unsupported,
-    broadcast_operand,
-    lowering,
-    row_tiles,
-    tensor_meta,
-)
-from contract.isa import BMode, Mem, VBinFunct, VReduceFunct, VUnaryFunct
+from compiler.ops.vector import Vec
+from compiler.registry import Unsupported, lowering
+from compiler.tiles import DramTile
+from compiler.tiling import Operand, broadcast_operand, result_tile, row_tiles
+from contract.isa import BMode, VBinFunct, VReduceFunct, VUnaryFunct
 
 aten = torch.ops.aten
 
@@ -46,15 +41,15 @@ def lower_layer_norm(ctx: LowerCtx, node, args, kwargs):
         ctx.acc.top = 0
         vec = Vec(ctx, tile.rows, cols)
         xr, y = vec.alloc(), vec.alloc()
-        stat = Reg(*ctx.acc.alloc(tile.rows, 1))
+        stat = ctx.acc.alloc(tile.rows, 1)
         g = b = None
         if weight is not None:
-            g = Reg(*ctx.acc.alloc(1, cols))
-            ctx.load_2d(weight, 0, 1, cols, 0, weight.strides[-1], Mem.ACC, g.addr, 0)
+            g = ctx.acc.alloc(1, cols)
+            ctx.load(DramTile.row_of(weight, 0, cols), g.one_row())
         if bias is not None:
-            b = Reg(*ctx.acc.alloc(1, cols))
-            ctx.load_2d(bias, 0, 1, cols, 0, bias.strides[-1], Mem.ACC, b.addr, 0)
-        ctx.load(op, x.shape, tile, Mem.ACC, xr.addr, xr.stride)
+            b = ctx.acc.alloc(1, cols)
+            ctx.load(DramTile.row_of(bias, 0, cols), b.one_row())
+        ctx.load(op.dram_tile(x.shape, tile), xr)
         col = Vec(ctx, tile.rows, 1)
         # mean = sum(x) / C;  d = x - mean
         vec.reduce(VReduceFunct.SUM, stat, xr)
@@ -71,7 +66,7 @@ def lower_layer_norm(ctx: LowerCtx, node, args, kwargs):
             vec.bin(VBinFunct.MUL, y, y, g, BMode.ROW)
         if b is not None:
             vec.bin(VBinFunct.ADD, y, y, b, BMode.ROW)
-        ctx.store(out, tile, y.addr, y.stride)
+        ctx.store(y, result_tile(out, tile))
     return out
 
 
@@ -88,7 +83,7 @@ def lower_softmax(ctx: LowerCtx, node, args, kwargs):
         ctx.acc.top = 0
         vec = Vec(ctx, tile.rows, x.shape[-1])
         xr = vec.alloc()
-        ctx.load(op, x.shape, tile, Mem.ACC, xr.addr, xr.stride)
+        ctx.load(op.dram_tile(x.shape, tile), xr)
         vec.softmax_rows(xr)
-        ctx.store(out, tile, xr.addr, xr.stride)
+        ctx.store(xr, result_tile(out, tile))
     return out

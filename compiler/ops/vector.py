@@ -2,87 +2,49 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from compiler.registry import LowerCtx
+from compiler.context import LowerCtx
+from compiler.tiles import SramTile
 from contract.isa import BMode, VBinFunct, VReduceFunct, VUnaryFunct
 
 
-@dataclass(frozen=True)
-class Reg:
-    """An ACC region: address and row stride (rows x cols come from the tile)."""
-
-    addr: int
-    stride: int
-
-
 class Vec:
+    """Vector instructions over [rows, cols] ACC regions (SramTiles of ctx.acc)."""
+
     def __init__(self, ctx: LowerCtx, rows: int, cols: int):
         self.ctx, self.rows, self.cols = ctx, rows, cols
 
-    def alloc(self, cols: int | None = None) -> Reg:
-        return Reg(*self.ctx.acc.alloc(self.rows, self.cols if cols is None else cols))
+    def alloc(self, cols: int | None = None) -> SramTile:
+        return self.ctx.acc.alloc(self.rows, self.cols if cols is None else cols)
 
-    def bin(self, funct: VBinFunct, dst: Reg, a: Reg, b: Reg, mode: BMode = BMode.FULL) -> Reg:
+    def _emit(self, mnemonic: str, dst: SramTile, a: SramTile, **fields) -> SramTile:
+        """One instruction dst <- f(a, ...) over the whole [rows, cols] tile."""
         self.ctx.emit(
-            "vbin",
-            funct=funct,
-            bmode=mode,
-            dst=dst.addr,
-            dst_stride=dst.stride,
-            a=a.addr,
-            a_stride=a.stride,
-            b=b.addr,
-            b_stride=b.stride,
+            mnemonic,
+            **fields,
+            **dst.fields("dst"),
+            **a.fields("a"),
             rows=self.rows,
             cols=self.cols,
         )
         return dst
 
-    def imm(self, funct: VBinFunct, dst: Reg, a: Reg, value: float) -> Reg:
-        self.ctx.emit(
-            "vbin",
-            funct=funct,
-            bmode=BMode.IMM,
-            dst=dst.addr,
-            dst_stride=dst.stride,
-            a=a.addr,
-            a_stride=a.stride,
-            rows=self.rows,
-            cols=self.cols,
-            imm=float(value),
-        )
-        return dst
+    def bin(
+        self, funct: VBinFunct, dst: SramTile, a: SramTile, b: SramTile, mode: BMode = BMode.FULL
+    ) -> SramTile:
+        return self._emit("vbin", dst, a, funct=funct, bmode=mode, **b.fields("b"))
 
-    def unary(self, funct: VUnaryFunct, dst: Reg, a: Reg) -> Reg:
-        self.ctx.emit(
-            "vunary",
-            funct=funct,
-            dst=dst.addr,
-            dst_stride=dst.stride,
-            a=a.addr,
-            a_stride=a.stride,
-            rows=self.rows,
-            cols=self.cols,
-        )
-        return dst
+    def imm(self, funct: VBinFunct, dst: SramTile, a: SramTile, value: float) -> SramTile:
+        return self._emit("vbin", dst, a, funct=funct, bmode=BMode.IMM, imm=float(value))
 
-    def reduce(self, funct: VReduceFunct, dst: Reg, a: Reg) -> Reg:
-        self.ctx.emit(
-            "vreduce",
-            funct=funct,
-            dst=dst.addr,
-            dst_stride=dst.stride,
-            a=a.addr,
-            a_stride=a.stride,
-            rows=self.rows,
-            cols=self.cols,
-        )
-        return dst
+    def unary(self, funct: VUnaryFunct, dst: SramTile, a: SramTile) -> SramTile:
+        return self._emit("vunary", dst, a, funct=funct)
 
-    def softmax_rows(self, x: Reg) -> Reg:
+    def reduce(self, funct: VReduceFunct, dst: SramTile, a: SramTile) -> SramTile:
+        return self._emit("vreduce", dst, a, funct=funct)
+
+    def softmax_rows(self, x: SramTile) -> SramTile:
         """x <- softmax over each row, in place: max, subtract, exp, sum, recip, scale."""
-        col = Reg(*self.ctx.acc.alloc(self.rows, 1))
+        col = self.ctx.acc.alloc(self.rows, 1)
         self.reduce(VReduceFunct.MAX, col, x)
         self.bin(VBinFunct.SUB, x, x, col, BMode.COL)
         self.unary(VUnaryFunct.EXP, x, x)

@@ -11,9 +11,10 @@ import operator
 
 import torch
 
+from compiler.context import LowerCtx
 from compiler.ir import TensorRef
-from compiler.registry import LowerCtx, Operand, Unsupported, row_tiles
-from contract.isa import Mem
+from compiler.registry import Unsupported
+from compiler.tiling import Operand, result_tile, row_tiles
 
 aten = torch.ops.aten
 
@@ -71,13 +72,13 @@ def copy_contiguous(ctx: LowerCtx, ref: TensorRef) -> TensorRef:
         ref = TensorRef(ref.buffer, ref.dtype, (1,), (1,), ref.offset)
         out = TensorRef(out.buffer, out.dtype, (1,), (1,), 0)
     src = Operand(ref, ref.strides)
-    cols = min(ref.shape[-1], 4096)
+    cols = min(ref.shape[-1], ctx.limits.copy_cols)
     rows = max(1, ctx.acc.free() // ctx.acc.pad(cols))
     for tile in row_tiles(out.shape, [src, Operand(out, out.strides)], rows, cols):
         ctx.acc.top = 0
-        addr, stride = ctx.acc.alloc(tile.rows, tile.cols)
-        ctx.load(src, out.shape, tile, Mem.ACC, addr, stride)
-        ctx.store(out, tile, addr, stride)
+        acc = ctx.acc.alloc(tile.rows, tile.cols)
+        ctx.load(src.dram_tile(out.shape, tile), acc)
+        ctx.store(acc, result_tile(out, tile))
     return out
 
 
