@@ -3,7 +3,10 @@
 // chunk); EXEC computes the lanes one cycle later and writes the destination line.
 // The ISA forbids partial overlap of destination and sources, so a line is never read
 // after the pipeline has written it. VREDUCE keeps one partial per lane across a row's
-// chunks and combines the lanes with a fixed pairwise tree (compiler.numerics.reduce_rows).
+// chunks and combines the lanes with a fixed pairwise tree (contract.numerics.reduce_rows).
+// Empty regions move nothing, except that VREDUCE over zero columns still writes each
+// row's identity (docs/isa.md, "Empty regions"): one chunk of no columns per row, read
+// from nowhere.
 module loom_vpu
   import loom_pkg::*;
   import loom_mem_pkg::*;
@@ -128,7 +131,7 @@ module loom_vpu
   logic [D-1:0][31:0] part_d, part_q;  // VREDUCE lane partials
 
   logic [15:0] nchunks;
-  assign nchunks = 16'((32'(op_q.cols) + 32'(D) - 32'd1) >> LogD);
+  assign nchunks = (op_q.cols == 16'd0) ? 16'd1 : 16'((32'(op_q.cols) + 32'(D) - 32'd1) >> LogD);
 
   function automatic line_addr_t line_of(logic [19:0] base, logic [19:0] stride, logic [15:0] row,
                                          logic [15:0] chunk);
@@ -156,15 +159,16 @@ module loom_vpu
         busy_d = 1'b1;
         row_d = '0;
         chunk_d = '0;
-        rd_done_d = op_d.rows == 16'd0 || op_d.cols == 16'd0;
+        rd_done_d = op_d.rows == 16'd0 || (op_d.cols == 16'd0 && op_d.op != OPCODE_VREDUCE);
       end
     end else begin
       // ---------------- READ
       if (!rd_done_q) begin
-        if (op_q.src_acc) begin
+        // (VREDUCE of no columns reads nothing: the lanes hold the identity.)
+        if (op_q.cols != 16'd0 && op_q.src_acc) begin
           mem.acc.rd_en[0] = 1'b1;
           mem.acc.rd_line[0] = line_of(op_q.a, op_q.a_stride, row_q, chunk_q);
-        end else begin
+        end else if (op_q.cols != 16'd0) begin
           mem.spad.rd_en[0] = 1'b1;
           mem.spad.rd_line[0] = line_of(op_q.a, op_q.a_stride, row_q, chunk_q);
         end
