@@ -46,6 +46,29 @@ def test_cli_writes_reports(tmp_path):
     assert "lm_head" in (tmp_path / "report.md").read_text()
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["gpt2", "--backend", "ref", "--waves"], "WAVES need the RTL"),
+        (["gpt2", "--backend", "torch", "--fault", "dma_stride"], "FAULT need the RTL"),
+        (["gpt2", "--fault", "no_such_fault"], "unknown fault 'no_such_fault'"),
+        (["gpt2", "--waves", "--wave-insns", "7", "--wave-layer", "lm_head"], "at most one"),
+        (["gpt2", "--waves", "--wave-cycles", "9:3"], "first <= last"),
+        (["gpt2", "--wave-layer", "lm_head"], "add WAVES=1"),
+        (["gpt2", "--backend", "nope"], "unknown backend 'nope'"),
+        (["gpt2", "--device", "cuda"], "add BACKEND=torch"),
+        (["gpt2", "--tokens", "0"], "TOKENS must be >= 1"),
+        (["no-such-model"], "unknown model 'no-such-model'"),
+        (["gpt2", "--hw", "no-such-config"], "no hardware config 'no-such-config'"),
+    ],
+)
+def test_cli_refuses_bad_options_before_any_work(capsys, monkeypatch, argv, message):
+    """Options are checked before the model is built or compiled."""
+    monkeypatch.setattr(compiler, "compile", lambda *a, **k: pytest.fail("compiled anyway"))
+    assert sim_main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_gpt2_small():
     """Full GPT-2 small (12 blocks, 8 tokens) through the RTL: make test-full."""

@@ -110,10 +110,13 @@ def parse(argv: list[str] | None = None) -> Options:
         raise OptionError("give at most one of LAYER, CYCLES and INSN for a waveform window")
     if windows and not a.waves:
         raise OptionError("LAYER, CYCLES and INSN choose a waveform window: add WAVES=1")
-    if a.wave_cycles:
-        parse_span(a.wave_cycles, "CYCLES")
-    if a.wave_insns:
-        parse_span(a.wave_insns, "INSN")
+    try:
+        if a.wave_cycles:
+            parse_span(a.wave_cycles, "CYCLES")
+        if a.wave_insns:
+            parse_span(a.wave_insns, "INSN")
+    except ValueError as e:
+        raise OptionError(str(e)) from None
     if a.fault and a.fault not in FAULTS:
         raise OptionError(f"unknown fault {a.fault!r}; known: {', '.join(sorted(FAULTS))}")
     if a.device is not None and a.backend != "torch":
