@@ -22,6 +22,7 @@ import pytest
 
 from contract import lockstep
 from contract.asm import assemble
+from contract.blob import Listing
 from contract.hw import DEFAULT_HW
 from contract.isa import Opcode, decode, encode_program
 from contract.lockstep import RegionKind
@@ -60,7 +61,7 @@ def test_write_regions_cover_every_writing_opcode():
     gather space=acc dtype=fp32 sram=64 sram_stride=16 table_addr=0x400 table_rs=8 table_rows=5 idx=0x800 rows=2 cols=8
     matmul dst=16 dst_stride=32 a=0 a_stride=16 b=0 b_stride=16 m=3 n=7 k=2
     move dst_space=spad src_space=acc dst=0 dst_stride=48 src=0 src_stride=48 rows=6 cols=40
-    vadd dst=32 dst_stride=48 a=0 a_stride=48 b=0 b_stride=48 rows=2 cols=40
+    vadd dst=96 dst_stride=48 a=0 a_stride=48 b=0 b_stride=48 rows=2 cols=40
     vrsum dst=0 dst_stride=16 a=64 a_stride=48 rows=3 cols=40
     nop"""
     regions = [lockstep.write_record(i, DEFAULT_HW, DRAM_BYTES).astuple() for i in assemble(src)]
@@ -70,7 +71,7 @@ def test_write_regions_cover_every_writing_opcode():
         (RegionKind.ACC, 64, 16, 1, 2, 8, 4),
         (RegionKind.ACC, 16, 32, 1, 3, 7, 4),
         (RegionKind.SPAD, 0, 48, 1, 6, 40, 4),
-        (RegionKind.ACC, 32, 48, 1, 2, 40, 4),
+        (RegionKind.ACC, 96, 48, 1, 2, 40, 4),
         (RegionKind.ACC, 0, 16, 1, 3, 1, 4),
         (RegionKind.NONE, 0, 0, 0, 0, 0, 0),
     ]
@@ -139,7 +140,7 @@ def _fault_program():
     out = {"dtype": "float32", "addr": OUT, "offset": 0, "shape": [24], "strides": [1]}
     names = ["load.row", "load.rows", "move.mul", "vector.add", "matrix.mm"]
     layers = [{"id": i + 1, "path": n, "output": out} for i, n in enumerate(names)]
-    return SimpleNamespace(code=code, layers=layers), dram
+    return SimpleNamespace(code=code, layers=layers, listing=Listing(code, layers)), dram
 
 
 # fault -> (first divergent instruction, its layer, what diverges)
@@ -193,7 +194,7 @@ def _run_with_fault(fault: str | None, **options):
 
     program, dram = _fault_program()
     backend = VerilatorBackend(DEFAULT_HW, faults=[fault] if fault else [], **options)
-    backend.bind_program(program)
+    backend.bind(program)
     try:
         backend.run_segment(dram, program.code, 0, lambda layer: None)
     finally:
@@ -211,7 +212,7 @@ def test_fault_free_debug_build_agrees_with_the_isa_model(tmp_path):
     from sim.rtl.backend import VerilatorBackend
 
     backend = VerilatorBackend(DEFAULT_HW, trace=True, waves=tmp_path / "all.fst")
-    backend.bind_program(program)
+    backend.bind(program)
     try:
         backend.run_segment(dram, program.code, 0, lambda layer: None)
     finally:
