@@ -1,9 +1,13 @@
 """cocotb + pyuvm testbench of the Loom core (runs inside the simulator process).
 
-bfm.py      the bus-functional layer: AXI4-Lite host port, DRAM front door, events
-env.py      pyuvm components: host agent, memory agent, event monitor with watchdog,
-            scoreboard against the ISA model (sim.ref)
-lockstep.py the ISA model's side of the lockstep checker: expectations, explanations
-serve.py    the test the parent process (sim.rtl.backend.VerilatorBackend) talks to
-fpu.py      the floating-point block test's runner
+bfm.py          the bus-functional layer: AXI4-Lite host master (cocotbext-axi), DRAM
+                front door and back door, lockstep checker handles, core events
+transactions.py sequence items and analysis transactions
+agents.py       host agent (driver, sequencer, core monitor), memory agent
+scoreboard.py   the RTL against the ISA model (sim.ref), fed by analysis ports
+env.py          the environment: agents and scoreboard, connected
+sequences.py    reset, and one sequence per device segment
+serve.py        the test the parent process (sim.rtl.backend.VerilatorBackend) talks to
+lockstep.py     the ISA model's side of the lockstep checker: expectations, explanations
+fpu.py          the floating-point block test's runner
 """

@@ -3,18 +3,40 @@
 Python wakes only on transactions and events (checkpoint, irq, divergence), never per
 cycle of a running program; DRAM contents move through the shared mapping, not through
 signals; the lockstep checker's tables and results move through ctypes pointers.
+
+The host port is driven by cocotbext-axi's AxiLiteMaster. Its channel coroutines sleep
+on events while no access is queued (sources wait for a send, sinks for a rising
+valid), so an idle master costs nothing per cycle; every access's response is checked.
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
+import warnings
 
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import (
+    ClockCycles,
+    First,
+    ReadOnly,
+    RisingEdge,
+    SimTimeoutError,
+    Timer,
+    with_timeout,
+)
+from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiResp
 
-from contract.csr import CSR_BY_NAME
+from contract.csr import CSR_BY_NAME, Csr
 from contract.hw import SIM_CLOCK_PERIOD_NS
+
+# A register access answers within a few cycles; one that takes this long never will.
+CSR_TIMEOUT_CYCLES = 1000
+
+
+class HostPortError(RuntimeError):
+    """A register access the host port answered with an error response, or not at all."""
 
 
 class LoomBfm:
@@ -29,25 +51,19 @@ class LoomBfm:
         self._lib.loom_ls_wave_window.argtypes = [ctypes.c_int64] * 3
         self._lockstep_buffers: tuple = ()
         self.mapped: str | None = None
-        self.event_layer = 0
+        # cocotbext-axi logs every access at INFO and still calls cocotb 1.x APIs that
+        # cocotb 2 deprecates: sim.log keeps the testbench's own messages.
+        logging.getLogger(f"cocotb.{dut._name}.csr").setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
+        # No reset signal: the core is reset once, before the first access, and watching
+        # rst_n would be one more value-change callback checked at every time step.
+        self.host = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "csr"), dut.clk)
 
     async def reset(self) -> None:
         d = self.dut
         Clock(d.clk, SIM_CLOCK_PERIOD_NS, unit="ns").start()
-        for sig in (
-            d.csr_awvalid,
-            d.csr_wvalid,
-            d.csr_arvalid,
-            d.dram_we,
-            d.csr_awaddr,
-            d.csr_wdata,
-            d.csr_araddr,
-            d.dram_addr,
-            d.dram_wdata,
-        ):
+        for sig in (d.dram_we, d.dram_addr, d.dram_wdata):
             sig.value = 0
-        d.csr_bready.value = 1
-        d.csr_rready.value = 1
         d.rst_n.value = 0
         await ClockCycles(d.clk, 3)
         d.rst_n.value = 1
@@ -55,40 +71,29 @@ class LoomBfm:
 
     # ---------------------------------------------------------------- host registers
     async def csr_write(self, name: str, value: int) -> None:
-        d = self.dut
-        d.csr_awaddr.value = CSR_BY_NAME[name].offset
-        d.csr_wdata.value = value & 0xFFFFFFFF
-        d.csr_awvalid.value = 1
-        d.csr_wvalid.value = 1
-        while True:
-            await RisingEdge(d.clk)
-            if d.csr_awready.value:
-                break
-        d.csr_awvalid.value = 0
-        d.csr_wvalid.value = 0
-        while not d.csr_bvalid.value:
-            await RisingEdge(d.clk)
+        csr = CSR_BY_NAME[name]
+        data = (value & 0xFFFFFFFF).to_bytes(4, "little")
+        rsp = await self._answered(self.host.write(csr.offset, data), "write", csr)
+        _check(rsp.resp, "write", csr)
 
     async def csr_read(self, name: str) -> int:
-        d = self.dut
-        d.csr_araddr.value = CSR_BY_NAME[name].offset
-        d.csr_arvalid.value = 1
-        while True:
-            await RisingEdge(d.clk)
-            if d.csr_arready.value:
-                break
-        d.csr_arvalid.value = 0
-        while True:
-            await ReadOnly()
-            if d.csr_rvalid.value:
-                value = int(d.csr_rdata.value)
-                await RisingEdge(d.clk)
-                return value
-            await RisingEdge(d.clk)
+        csr = CSR_BY_NAME[name]
+        rsp = await self._answered(self.host.read(csr.offset, 4), "read", csr)
+        _check(rsp.resp, "read", csr)
+        return int.from_bytes(rsp.data, "little")
 
     async def csr_read64(self, name: str) -> int:
         lo = await self.csr_read(f"{name}_LO")
         return lo | (await self.csr_read(f"{name}_HI")) << 32
+
+    async def _answered(self, access, op: str, csr: Csr):
+        try:
+            return await with_timeout(access, CSR_TIMEOUT_CYCLES * SIM_CLOCK_PERIOD_NS, "ns")
+        except SimTimeoutError:
+            raise HostPortError(
+                f"host port: no response to the {op} of {csr.name} (offset {csr.offset:#04x})"
+                f" within {CSR_TIMEOUT_CYCLES} cycles"
+            ) from None
 
     # ---------------------------------------------------------------- DRAM
     def map_dram(self, path: str) -> None:
@@ -158,26 +163,36 @@ class LoomBfm:
         self._lib.loom_ls_wave_window(mode, lo, hi)
 
     # ---------------------------------------------------------------- events
-    async def wait_event(self, budget_cycles: int) -> str:
+    async def next_event(self, budget_cycles: int) -> str:
         """Sleep until a checkpoint, the end of the run (irq), the first divergence from
-        the ISA model, or the cycle budget."""
+        the ISA model, or the cycle budget; return in that edge's read-only phase, so
+        nothing moves in the simulation until the caller awaits again."""
         d = self.dut
         timer = Timer(max(1, budget_cycles) * SIM_CLOCK_PERIOD_NS, unit="ns")
         fired = await First(
             RisingEdge(d.ckpt_valid), RisingEdge(d.irq), RisingEdge(d.diverge), timer
         )
+        await ReadOnly()
         if fired is timer:
             return "timeout"
-        await ReadOnly()
         if d.diverge.value:
-            await RisingEdge(d.clk)
             return "diverge"
-        kind = "checkpoint" if d.ckpt_valid.value else "irq"
-        self.event_layer = int(d.ckpt_layer.value)
-        # Leave the read-only phase; the core is fetching, DRAM holds still.
-        await RisingEdge(d.clk)
-        return kind
+        return "checkpoint" if d.ckpt_valid.value else "irq"
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """(layer, cycles since start, instructions retired) of the CHECKPOINT now
+        issuing, which retires at this edge."""
+        d = self.dut
+        return int(d.ckpt_layer.value), int(d.run_cycles.value), int(d.retire_index.value) + 1
 
     def last_retired(self) -> tuple[int, int]:
         """(index, pc) of the instruction now in the retire stage."""
         return int(self.dut.retire_index.value), int(self.dut.retire_pc.value)
+
+
+def _check(resp: AxiResp, op: str, csr: Csr) -> None:
+    if resp != AxiResp.OKAY:
+        raise HostPortError(
+            f"host port: the {op} of {csr.name} (offset {csr.offset:#04x}) was answered"
+            f" {AxiResp(resp).name}, not OKAY"
+        )

@@ -1,12 +1,11 @@
 """The cocotb test the parent process drives: it serves "run this segment" requests
 over a local socket (sim.rtl.backend.VerilatorBackend is the client side).
 
-Per request: map the DRAM file, load the image (front door for small images), let the
-scoreboard run the ISA model on a copy and arm the lockstep checker, set the waveform
-window, start the core, then sleep until events. At each checkpoint the scoreboard
-compares the layer's tensor bit for bit and the parent gets control (its golden checks
-read the same shared DRAM) before the core goes on. The first divergence from the ISA
-model ends the segment with its explanation.
+The test only starts sequences: a reset, then one SegmentSequence per request. The
+verdicts reach the parent through ParentLink, a subscriber of the scoreboard: at each
+checkpoint the parent gets the layer's comparison and, with the simulation frozen at
+that edge (the link blocks in the socket), reads the same shared DRAM for its golden
+checks before the core goes on; at the end of the segment it gets one "end" reply.
 """
 
 from __future__ import annotations
@@ -16,81 +15,95 @@ import os
 from multiprocessing.connection import Client
 
 import cocotb
-import numpy as np
 import pyuvm
-from pyuvm import ConfigDB, uvm_test
+from pyuvm import ConfigDB, uvm_subscriber, uvm_test
 
 from contract.hw import HwConfig
 from testbench.bfm import LoomBfm
-from testbench.env import CheckpointTxn, LoomEnv
+from testbench.env import LoomEnv
+from testbench.sequences import ResetSequence, SegmentSequence, TestbenchError
+from testbench.transactions import CheckpointVerdict, SegmentVerdict
+
+
+class ParentLink(uvm_subscriber):
+    """The socket to the parent process: requests in, verdicts out."""
+
+    def build_phase(self):
+        key = os.environ["LOOM_TB_KEY"].encode()
+        self.conn = Client(os.environ["LOOM_TB_SOCKET"], authkey=key)
+
+    def ready(self) -> None:
+        self.conn.send({"event": "ready"})
+
+    def next_request(self) -> dict | None:
+        """The next "run" request; None when the parent is done."""
+        msg = self.conn.recv()
+        return None if msg["cmd"] == "quit" else msg
+
+    def write(self, verdict) -> None:
+        match verdict:
+            case CheckpointVerdict():
+                self.conn.send(
+                    {
+                        "event": "checkpoint",
+                        "layer": verdict.layer,
+                        "cycle": verdict.cycle,
+                        "ref": verdict.row,
+                    }
+                )
+                self.conn.recv()  # "continue": the parent has read what it needs
+            case SegmentVerdict():
+                self.conn.send(_end_reply(verdict))
+
+    def fail(self, message: str) -> None:
+        self.conn.send({"event": "error", "message": message})
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _end_reply(v: SegmentVerdict) -> dict:
+    o = v.outcome
+    return {
+        "event": "end",
+        "status": v.status,
+        "divergence": v.divergence,
+        "trace": v.trace,
+        "cycles": o.cycles,
+        "counters": o.counters,
+        "fault": o.fault,
+        "fault_pc": o.fault_pc,
+        "retired": o.retired,
+        "last_layer": o.last_layer,
+        "current_index": v.end.current_index,
+        "current_pc": v.end.current_pc,
+        "ref_fault": v.ref_fault,
+        "ref_fault_msg": v.ref_fault_msg,
+        "final": v.final,
+    }
 
 
 @pyuvm.test()
 class LoomServe(uvm_test):
     def build_phase(self):
-        self.bfm = LoomBfm(cocotb.top)
-        ConfigDB().set(None, "*", "bfm", self.bfm)
+        ConfigDB().set(None, "*", "bfm", LoomBfm(cocotb.top))
+        ConfigDB().set(None, "*", "hw", HwConfig.from_dict(json.loads(os.environ["LOOM_HW"])))
         self.env = LoomEnv("env", self)
+        self.link = ParentLink("link", self)
+
+    def connect_phase(self):
+        self.env.ap.connect(self.link.analysis_export)
 
     async def run_phase(self):
         self.raise_objection()
-        await self.bfm.reset()
-        hw = HwConfig.from_dict(json.loads(os.environ["LOOM_HW"]))
-        conn = Client(os.environ["LOOM_TB_SOCKET"], authkey=os.environ["LOOM_TB_KEY"].encode())
-        conn.send({"event": "ready"})
-        while True:
-            msg = conn.recv()
-            if msg["cmd"] == "quit":
-                break
-            conn.send(await self.run_segment(hw, msg, conn))
-        conn.close()
-        self.drop_objection()
-
-    async def run_segment(self, hw: HwConfig, msg: dict, conn) -> dict:
         env = self.env
-        env.memory.map(msg["dram_path"])
-        dram = np.memmap(msg["dram_path"], dtype=np.uint8, mode="r+")
-        if msg.get("image") is not None:
-            await env.memory.load_frontdoor(msg["image"])
-        code_end = msg["code_end"]
-        env.scoreboard.expect(hw, dram, bytes(dram[:code_end]), msg["pc"], msg["layers"])
-        self.bfm.wave_window(*msg.get("wave_window", (0, 0, 0)))
-        await env.host.start(msg["pc"], code_end, dram.size)
-        budget = msg["budget_cycles"]
-        cycle = 0
-        while True:
-            kind, layer = await env.monitor.next_event(budget - cycle)
-            if kind == "checkpoint":
-                cycle = await env.host.cycles()
-                retired = await self.bfm.csr_read("RETIRED")
-                env.monitor.ap.write(CheckpointTxn(layer, cycle, retired))
-                row = env.scoreboard.results[-1]
-                conn.send({"event": "checkpoint", "layer": layer, "cycle": cycle, "ref": row})
-                conn.recv()  # the parent has read what it needs
-                continue
-            status = {"irq": "done", "diverge": "diverge"}.get(kind, "timeout")
-            break
-        outcome = await env.host.outcome(status)
-        index, pc = self.bfm.last_retired()
-        sb = env.scoreboard
-        divergence = sb.divergence()
-        if divergence is not None:
-            outcome.status = "diverge"
-        dram.flush()
-        return {
-            "divergence": divergence,
-            "trace": sb.retire_trace().copy(),
-            "event": "end",
-            "status": outcome.status,
-            "cycles": outcome.cycles,
-            "counters": outcome.counters,
-            "fault": outcome.fault,
-            "fault_pc": outcome.fault_pc,
-            "retired": outcome.retired,
-            "last_layer": outcome.last_layer,
-            "current_index": index,
-            "current_pc": pc,
-            "ref_fault": None if sb.ref_fault is None else int(sb.ref_fault.fault),
-            "ref_fault_msg": None if sb.ref_fault is None else str(sb.ref_fault),
-            "final": sb.final(dram) if outcome.status == "done" else {"match": True},
-        }
+        await ResetSequence().start(env.host.sequencer)
+        self.link.ready()
+        while (request := self.link.next_request()) is not None:
+            try:
+                await SegmentSequence(request, env.memory.sequencer, env.host.sequencer).start()
+            except TestbenchError as e:
+                self.link.fail(str(e))  # the parent raises it; this simulator is done
+                break
+        self.link.close()
+        self.drop_objection()

@@ -340,3 +340,62 @@ def test_fault_runs_off_the_code(rtl):
     with pytest.raises(RtlError) as err:
         rtl.run_segment(dram, code, 0, lambda layer: None)
     assert err.value.fault == Fault.FETCH_RANGE
+
+
+# ------------------------------------------------------------------ host port, watchdog
+# A DRAM image small enough for the front door (the tests above use the back door).
+SMALL_DRAM = 0x4000
+SMALL_DATA = 0x2000
+SMALL_COPY = f"""dma_ld space=acc dtype=fp32 sram=0 sram_stride=48 dram={SMALL_DATA} dram_rs=40 dram_cs=1 rows=12 cols=40
+dma_st space=acc dtype=fp32 sram=0 sram_stride=48 dram={SMALL_DATA + 0x800} dram_rs=40 dram_cs=1 rows=12 cols=40"""
+
+
+def _small_image(source: str) -> tuple[np.ndarray, bytes]:
+    code = encode_program(assemble(source + "\nhalt"))
+    dram = np.zeros(SMALL_DRAM, dtype=np.uint8)
+    dram[: len(code)] = np.frombuffer(code, dtype=np.uint8)
+    x = np.random.default_rng(9).standard_normal((12, 40)).astype(np.float32)
+    dram[SMALL_DATA : SMALL_DATA + x.nbytes] = x.view(np.uint8).reshape(-1)
+    return dram, code
+
+
+@pytest.mark.parametrize(("register", "op"), [("CODE_END", "write"), ("MACS_LO", "read")])
+def test_host_port_error_response_names_the_register(register, op):
+    """Every register access's response is checked: the simulation top answers SLVERR to
+    one register (+loom_tb_csr_slverr) and the run stops with that register named."""
+    from contract.csr import CSR_BY_NAME
+    from sim.rtl.backend import RtlError, VerilatorBackend
+
+    offset = CSR_BY_NAME[register].offset
+    backend = VerilatorBackend(DEFAULT_HW, plusargs=[f"+loom_tb_csr_slverr={offset:x}"])
+    dram, code = _small_image("nop")
+    try:
+        with pytest.raises(RtlError) as err:
+            backend.run_segment(dram, code, 0, lambda layer: None)
+    finally:
+        backend.close()
+    assert f"the {op} of {register} (offset {offset:#04x}) was answered SLVERR" in str(err.value)
+
+
+def test_watchdog_reports_a_hang_and_the_next_segment_runs(monkeypatch):
+    """A run that outlasts its cycle budget is a hang (here: a budget far too small);
+    the simulator is then replaced, so the next segment runs normally."""
+    import sim.rtl.backend as rtl_backend
+
+    backend = rtl_backend.VerilatorBackend(DEFAULT_HW)
+    try:
+        dram, code = _small_image(SMALL_COPY)
+        with monkeypatch.context() as m:
+            m.setattr(rtl_backend, "cycle_budget", lambda *args: (60, 3))
+            with pytest.raises(rtl_backend.RtlError) as err:
+                backend.run_segment(dram, code, 0, lambda layer: None)
+        text = str(err.value)
+        assert text.startswith("simulation hang: no HALT within the watchdog budget"), text
+        assert "stuck at instruction" in text
+        dram, code = _small_image(SMALL_COPY)
+        ref = dram.copy()
+        RefMachine(DEFAULT_HW, ref).run(code, 0)
+        backend.run_segment(dram, code, 0, lambda layer: None)
+        assert np.array_equal(dram, ref)
+    finally:
+        backend.close()

@@ -15,7 +15,8 @@ the scoreboard also compares the layer's tensor bit for bit, then hands control 
 the golden checks can read the layer; the run goes on when on_checkpoint returns.
 
 Debug options use the "debug" build (FST tracing and the fault-injection sites
-compiled in): waves= records a windowed FST, faults= arms injected faults.
+compiled in): waves= records a windowed FST, faults= arms injected faults. plusargs=
+passes more to the simulator (the simulation top's +loom_tb_csr_slverr, for one).
 """
 
 from __future__ import annotations
@@ -135,11 +136,13 @@ class VerilatorBackend:
         waves: str | Path | None = None,
         window: Window | None = None,
         faults: list[str] | tuple[str, ...] = (),
+        plusargs: list[str] | tuple[str, ...] = (),
     ):
         self.hw = hw
         self.progress = progress
         self.trace: list[Retired] | None = [] if trace else None
         self.faults = fault_catalog.check(list(faults))
+        self.plusargs = fault_catalog.plusargs(self.faults) + list(plusargs)
         self.waves = Path(waves).resolve() if waves else None
         self.window = window or Window("all")
         debug = self.waves is not None or bool(self.faults)
@@ -247,7 +250,7 @@ class VerilatorBackend:
                 build_dir=self.build.dir,
                 test_dir=self.workdir,
                 extra_env=env,
-                plusargs=fault_catalog.plusargs(self.faults),
+                plusargs=self.plusargs,
                 results_xml=str(self.workdir / "results.xml"),
                 log_file=log,
             )
@@ -296,6 +299,7 @@ class VerilatorBackend:
             {
                 "cmd": "run",
                 "dram_path": str(self.dram_path),
+                "dram_bytes": dram.size,
                 "pc": pc,
                 "code_end": len(code),
                 "layers": self.layers,
@@ -327,6 +331,9 @@ class VerilatorBackend:
                 finally:
                     self._conn.send({"cmd": "continue"})
                 continue
+            if msg["event"] == "error":  # the testbench stopped; a next segment starts afresh
+                self.close()
+                raise RtlError(f"testbench: {msg['message']}")
             break
         if shared is not dram:
             dram[:] = shared
@@ -335,6 +342,8 @@ class VerilatorBackend:
         for k, v in msg["counters"].items():
             self._counters[k] = self._counters.get(k, 0) + v
         self._record_trace(msg["trace"], listing)
+        if msg["status"] == "timeout":
+            self.close()  # the core is still busy with the hung segment: start afresh
         self._finish(msg, listing)
 
     def _record_trace(self, records: np.ndarray, listing: Listing) -> None:

@@ -1,5 +1,7 @@
 // Simulation top: the Loom core, the simulated DRAM, and flat ports the cocotb testbench
-// drives and watches (only these are visible to it: see loom_tb.vlt).
+// drives and watches (only these are visible to it: see loom_tb.vlt). The csr_* ports are
+// named as cocotbext-axi's AxiLiteBus expects them (prefix "csr"); the core has no
+// protection or byte strobes, so awprot, arprot and wstrb are left out.
 module loom_tb_top
   import loom_axi_pkg::*;
 #(
@@ -16,12 +18,14 @@ module loom_tb_top
   input  logic [31:0] csr_wdata,
   input  logic        csr_wvalid,
   output logic        csr_wready,
+  output logic [1:0]  csr_bresp,
   output logic        csr_bvalid,
   input  logic        csr_bready,
   input  logic [7:0]  csr_araddr,
   input  logic        csr_arvalid,
   output logic        csr_arready,
   output logic [31:0] csr_rdata,
+  output logic [1:0]  csr_rresp,
   output logic        csr_rvalid,
   input  logic        csr_rready,
   // Host front door into DRAM
@@ -35,6 +39,9 @@ module loom_tb_top
   output logic        retire_valid,
   output logic [31:0] retire_index,
   output logic [31:0] retire_pc,
+  // Cycles since start (the CYCLES register), so the monitor can stamp a checkpoint
+  // without traffic on the host port
+  output logic [63:0] run_cycles,
   output logic        diverge
 );
 
@@ -43,6 +50,8 @@ module loom_tb_top
     input bit [loom_mem_pkg::LineBits-1:0] data);
   import "DPI-C" function int loom_ls_retire(input int pc, input longint cycle);
   import "DPI-C" function int loom_ls_diverged();
+
+  localparam logic [1:0] RespSlvErr = 2'b10;
 
   axil_req_t host_req;
   axil_rsp_t host_rsp;
@@ -66,6 +75,32 @@ module loom_tb_top
   assign csr_arready = host_rsp.ar_ready;
   assign csr_rdata = host_rsp.r_data;
   assign csr_rvalid = host_rsp.r_valid;
+  assign run_cycles = u_core.cycles_q;
+
+  // Error responses on demand, to prove that the testbench checks every response:
+  // +loom_tb_csr_slverr=<hex offset> answers SLVERR to every access of that register.
+  logic slverr_en;
+  logic [7:0] slverr_addr;
+  logic [7:0] aw_addr_q, ar_addr_q;
+
+  initial begin
+    int unsigned addr;
+    slverr_en = $value$plusargs("loom_tb_csr_slverr=%h", addr) != 0;
+    slverr_addr = 8'(addr);
+  end
+
+  always_ff @(posedge clk or negedge rst_n) begin
+    if (!rst_n) begin
+      aw_addr_q <= '0;
+      ar_addr_q <= '0;
+    end else begin
+      if (csr_awvalid && csr_awready) aw_addr_q <= csr_awaddr;
+      if (csr_arvalid && csr_arready) ar_addr_q <= csr_araddr;
+    end
+  end
+
+  assign csr_bresp = (slverr_en && aw_addr_q == slverr_addr) ? RespSlvErr : host_rsp.b_resp;
+  assign csr_rresp = (slverr_en && ar_addr_q == slverr_addr) ? RespSlvErr : host_rsp.r_resp;
 
   loom_core u_core (
     .clk_i         (clk),

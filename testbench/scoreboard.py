@@ -1,0 +1,193 @@
+"""The scoreboard: the RTL against the ISA model (sim.ref), fed only by analysis ports.
+
+From the host driver: the segment (before the core starts) and the registers read
+after its end; from the core monitor: checkpoints and the end of the run. Verdicts go
+out on its own analysis port, one per checkpoint and one per segment.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pyuvm import uvm_analysis_port, uvm_scoreboard, uvm_subscriber
+
+from contract.blob import binding_view
+from contract.csr import STATUS_FAULT
+from contract.hw import HwConfig
+from sim.ref import ExecError, RefMachine
+from testbench import lockstep
+from testbench.bfm import LoomBfm
+from testbench.transactions import (
+    CheckpointTxn,
+    CheckpointVerdict,
+    RunEnd,
+    RunOutcome,
+    SegmentItem,
+    SegmentVerdict,
+)
+
+
+class Scoreboard(uvm_scoreboard):
+    """Checks the RTL against the ISA model at two granularities.
+
+    On a segment it runs the ISA model over it on a private copy of the DRAM image,
+    keeping every checkpoint's expected bytes and, per retired instruction, the pc and
+    the digest of what it wrote; those go to the lockstep checker in the simulator,
+    which compares every retirement as it happens (testbench/lockstep.py). Each
+    checkpoint's tensor is compared bit for bit in the RTL's DRAM; at the end of the
+    segment the whole DRAM image, and the checker's first disagreement is explained."""
+
+    def build_phase(self):
+        self.analysis_export = uvm_subscriber.uvm_AnalysisImp("analysis_export", self, self.write)
+        self.ap = uvm_analysis_port("ap", self)
+        self.bfm: LoomBfm = self.cdb_get("bfm")  # the lockstep checker's buffers
+        self.hw: HwConfig = self.cdb_get("hw")
+        self.expected: dict[int, np.ndarray] = {}
+        self.ref_fault: ExecError | None = None
+        self.ref_dram: np.ndarray | None = None
+        self.layers: dict[int, dict] = {}
+        self.dram: np.ndarray | None = None  # the RTL's DRAM (shared mapping)
+        self.exp: lockstep.Expectations | None = None
+        self.trace = np.zeros((0, 3), dtype=np.uint64)
+        self.end: RunEnd | None = None
+
+    def write(self, txn) -> None:
+        match txn:
+            case SegmentItem():
+                self.expect(txn)
+            case CheckpointTxn():
+                self.ap.write(self.check_checkpoint(txn))
+            case RunEnd():
+                self.end = txn
+            case RunOutcome():
+                self.ap.write(self.verdict(txn))
+
+    def expect(self, segment: SegmentItem) -> None:
+        hw = self.hw
+        dram = np.memmap(segment.dram_path, dtype=np.uint8, mode="r+")
+        self.code = bytes(dram[: segment.code_end])
+        self.pc = segment.pc
+        self.dram = dram
+        self.layers = segment.layers
+        self.expected = {}
+        self.end = None
+        self.initial_dram = np.array(dram, copy=True)  # to re-run up to a divergence
+        ref_dram = np.array(dram, copy=True)
+        machine = RefMachine(hw, ref_dram)
+
+        def on_checkpoint(layer_id: int) -> None:
+            la = self.layers.get(layer_id)
+            if la is not None:
+                self.expected[layer_id] = _raw(ref_dram, la["output"]).copy()
+
+        self.exp = lockstep.expectations(machine, self.code, self.pc, on_checkpoint)
+        self.ref_fault = self.exp.fault
+        self.ref_dram = ref_dram
+        # Room for every retirement the ISA model made, plus a margin for an RTL that
+        # runs on past it (the checker stops at the first extra one anyway).
+        self.trace = np.zeros((len(self.exp.pc) + 16, 3), dtype=np.uint64)
+        self.scratch = np.zeros(self.exp.max_region_words, dtype=np.uint32)
+        self.bfm.lockstep_configure(
+            self.exp.pc,
+            self.exp.digest,
+            np.ascontiguousarray(self.exp.regions),
+            self.trace,
+            self.scratch,
+            hw.line_elems,
+            hw.spad_elems,
+            hw.acc_elems,
+        )
+
+    def check_checkpoint(self, txn: CheckpointTxn) -> CheckpointVerdict:
+        """Compare the layer's tensor in the RTL's DRAM with the ISA model's."""
+        la = self.layers.get(txn.layer)
+        row = {"layer": txn.layer, "cycle": txn.cycle, "retired": txn.retired}
+        if la is None:
+            row.update(match=False, reason=f"checkpoint {txn.layer} not in the layer table")
+        elif txn.layer not in self.expected:
+            row.update(match=False, reason="the ISA model never reached this checkpoint")
+        else:
+            row.update(compare_bits(self.expected[txn.layer], _raw(self.dram, la["output"]), la))
+        return CheckpointVerdict(txn.layer, txn.cycle, row)
+
+    def verdict(self, outcome: RunOutcome) -> SegmentVerdict:
+        end = self.end
+        status = {"irq": "done", "diverge": "diverge"}.get(end.kind, "timeout")
+        if status != "timeout" and outcome.status & STATUS_FAULT:
+            status = "fault"
+        divergence = self.divergence()
+        if divergence is not None:
+            status = "diverge"
+        self.dram.flush()
+        return SegmentVerdict(
+            status=status,
+            end=end,
+            outcome=outcome,
+            divergence=divergence,
+            trace=self.retire_trace().copy(),
+            ref_fault=None if self.ref_fault is None else int(self.ref_fault.fault),
+            ref_fault_msg=None if self.ref_fault is None else str(self.ref_fault),
+            final=self.final(self.dram) if status == "done" else {"match": True},
+        )
+
+    def retire_trace(self) -> np.ndarray:
+        """[n, 3] uint64: pc, cycle, digest of each retirement so far."""
+        n = min(self.bfm.lockstep_retired(), len(self.trace))
+        return self.trace[:n]
+
+    def divergence(self) -> lockstep.Divergence | None:
+        raw = self.bfm.lockstep_divergence()
+        if raw is None:
+            return None
+        index = raw[1]
+        trace = self.retire_trace()
+        start = int(trace[index - 1, 1]) if 0 < index <= len(trace) else None
+        return lockstep.explain(
+            self.hw, self.initial_dram, self.code, self.pc, self.exp, raw, self.scratch, start
+        )
+
+    def final(self, dram: np.ndarray) -> dict:
+        if self.ref_dram is None:
+            return {"match": True}
+        n = min(dram.size, self.ref_dram.size)
+        diff = np.nonzero(dram[:n] != self.ref_dram[:n])[0]
+        if diff.size == 0:
+            return {"match": True}
+        a = int(diff[0])
+        return {
+            "match": False,
+            "reason": f"{diff.size} DRAM bytes differ from the ISA model; first at {a:#x}"
+            f" (RTL {int(dram[a]):#04x}, ISA model {int(self.ref_dram[a]):#04x})",
+        }
+
+
+def _raw(dram: np.ndarray, binding: dict) -> np.ndarray:
+    return np.array(binding_view(dram, binding))
+
+
+def compare_bits(expected: np.ndarray, actual: np.ndarray, layer: dict) -> dict:
+    """Bitwise equality; on a mismatch the first differing elements as float and hex."""
+    e = np.ascontiguousarray(expected).reshape(-1)
+    a = np.ascontiguousarray(actual).reshape(-1)
+    bits = {1: np.uint8, 2: np.uint16, 4: np.uint32}[e.itemsize]
+    eb, ab = e.view(bits), a.view(bits)
+    bad = np.nonzero(eb != ab)[0]
+    if bad.size == 0:
+        return {"match": True}
+    shape = tuple(layer["output"]["shape"])
+    first = []
+    for i in bad[:4]:
+        idx = tuple(int(x) for x in np.unravel_index(int(i), shape)) if shape else ()
+        first.append(
+            f"{idx}: expected {_fmt(e[i])} ({int(eb[i]):#x}), RTL {_fmt(a[i])} ({int(ab[i]):#x})"
+        )
+    return {
+        "match": False,
+        "mismatches": int(bad.size),
+        "reason": f"{bad.size} of {e.size} elements differ from the ISA model; " + "; ".join(first),
+    }
+
+
+def _fmt(v) -> str:
+    if v.dtype == np.uint16:  # bf16 bits
+        return f"{float(np.array(int(v) << 16, np.uint32).view(np.float32)):.6g}"
+    return f"{float(v):.6g}" if np.issubdtype(v.dtype, np.floating) else str(int(v))
