@@ -252,6 +252,35 @@ def test_injected_fault_is_named_at_its_first_divergent_instruction(fault):
 
 
 @pytest.mark.rtl
+def test_a_backend_runs_on_after_a_divergence():
+    """After a divergence the core is still busy with the diverged segment: the next
+    segment on the same backend must run from a clean core (a fresh simulator)."""
+    from sim.rtl.backend import DivergenceError, VerilatorBackend
+
+    program, dram = _fault_program()
+    backend = VerilatorBackend(DEFAULT_HW, faults=["ctrl_pc_skip"])
+    backend.bind(program)
+    try:
+        with pytest.raises(DivergenceError):
+            backend.run_segment(dram, program.code, 0, lambda layer: None)
+        # No MOVE in this one, so the armed fault has nothing to skip.
+        code = encode_program(
+            assemble(
+                f"dma_ld space=acc dtype=fp32 sram=0 sram_stride=32 dram={DATA} dram_rs=24 dram_cs=1 rows=4 cols=24\n"
+                f"dma_st space=acc dtype=fp32 sram=0 sram_stride=32 dram={OUT} dram_rs=24 dram_cs=1 rows=4 cols=24\n"
+                "halt"
+            )
+        )
+        dram[: len(code)] = np.frombuffer(code, dtype=np.uint8)
+        ref = dram.copy()
+        RefMachine(DEFAULT_HW, ref).run(code, 0)
+        backend.run_segment(dram, code, 0, lambda layer: None)
+    finally:
+        backend.close()
+    assert np.array_equal(dram, ref)
+
+
+@pytest.mark.rtl
 def test_windowed_trace_around_a_divergence_is_small_and_holds_the_view(tmp_path):
     import pywellen
 

@@ -342,8 +342,9 @@ class VerilatorBackend:
         for k, v in msg["counters"].items():
             self._counters[k] = self._counters.get(k, 0) + v
         self._record_trace(msg["trace"], listing)
-        if msg["status"] == "timeout":
-            self.close()  # the core is still busy with the hung segment: start afresh
+        if msg["status"] == "timeout" or msg.get("divergence") is not None:
+            # The core is still busy with the hung or diverged segment: start afresh.
+            self.close()
         self._finish(msg, listing)
 
     def _record_trace(self, records: np.ndarray, listing: Listing) -> None:
