@@ -84,7 +84,7 @@ def encode_tensor(values: np.ndarray, dtype: str, what: str = "tensor") -> np.nd
     if dtype in ("float32", "bfloat16"):
         if not np.issubdtype(v.dtype, np.floating):
             raise TypeError(f"{what}: expected a floating-point tensor, got {v.dtype}")
-        f = v.astype(np.float32)
+        f = np.asarray(v, dtype=np.float32)  # no copy of float32 values (weights)
         return nx.f32_to_bf16_bits(f) if dtype == "bfloat16" else f
     if dtype == "int32":
         if np.issubdtype(v.dtype, np.floating):
