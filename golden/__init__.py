@@ -7,7 +7,9 @@ nodes. Two comparisons per layer:
 - follow-actual: the layer's own PyTorch nodes re-run on the device's inputs to that
   layer, so errors do not compound across layers.
 A layer passes when follow-actual is within the tolerance of its kind and end to end
-within the model-wide budget (docs/golden.md).
+within the model-wide budget (docs/golden.md). Because the golden values come from the
+compiler's own front end (exported, decomposed, folded), a bug there would be on both
+sides: check_outputs compares the program's outputs with the original model run eagerly.
 """
 
 from __future__ import annotations
@@ -58,6 +60,35 @@ def follow_actual(graph, layer: dict, device_inputs: list[torch.Tensor]) -> torc
     return execute_nodes(graph, env, layer["nodes"])[layer["node"]]
 
 
+def eager_outputs(model: torch.nn.Module, inputs, kwargs: dict | None = None) -> list:
+    """The original model's outputs for these inputs, run eagerly, flattened as
+    torch.export flattens a program's outputs (tensors in pytree order)."""
+    from torch.utils._pytree import tree_flatten
+
+    with torch.no_grad():
+        out = model(*inputs, **(kwargs or {}))
+    return [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+
+
+def check_outputs(expected: list, actual: list) -> list[dict]:
+    """The program's outputs against the eager model's, in order, end to end."""
+    got = [t for t in actual if t is not None]
+    if len(got) != len(expected):
+        return [
+            {
+                "output": "all",
+                "status": "fail",
+                "reason": f"{len(got)} outputs, the eager model returns {len(expected)}",
+            }
+        ]
+    rows = []
+    for i, (e, a) in enumerate(zip(expected, got, strict=True)):
+        m = compare(e.float(), a.float())
+        ok = END_TO_END.accepts(m)
+        rows.append({"output": i, "metrics": m, "status": "pass" if ok else "fail"})
+    return rows
+
+
 def check_layers(program, result, golden: dict) -> list[dict]:
     rows = []
     for layer in program.layers:
@@ -86,6 +117,8 @@ def check_layers(program, result, golden: dict) -> list[dict]:
 __all__ = [
     "capture",
     "check_layers",
+    "check_outputs",
+    "eager_outputs",
     "compare",
     "execute_nodes",
     "follow_actual",

@@ -1,9 +1,12 @@
 """End to end: registered models through compile + ISA model + golden checks."""
 
+import json
+
 import pytest
 
 import compiler
 import sim
+from golden import check_outputs, eager_outputs
 from sim.cli import main as sim_main
 from sim.cli.models import build
 
@@ -16,6 +19,9 @@ def test_model_passes_every_layer(name):
     assert result.layers, "no checkpoints"
     failed = [r for r in result.layers if r["status"] != "pass"]
     assert not failed, failed[:3]
+    # Against the model itself, run eagerly (not through the compiler's front end).
+    outputs = check_outputs(eager_outputs(spec.model, spec.inputs, spec.kwargs), result.outputs)
+    assert outputs and all(o["status"] == "pass" for o in outputs), outputs
     paths = {r["path"] for r in result.layers}
     if name == "gpt2-tiny":
         assert {
@@ -40,9 +46,24 @@ def test_checks_catch_a_wrong_result():
     assert [r["path"] for r in rows if r["status"] == "fail"] == ["transformer.h.0.mlp"]
 
 
+def test_outputs_are_checked_against_the_eager_model():
+    """The output check fails a program whose outputs are not the model's (here: the
+    same architecture with other weights, as a front-end bug would give)."""
+    spec = build("gpt2-tiny")
+    program = compiler.compile(spec.model, spec.inputs, kwargs=spec.kwargs)
+    result = sim.run(program, spec.inputs, check=False)
+    other = build("gpt2-tiny", seed=1)
+    rows = check_outputs(eager_outputs(other.model, spec.inputs, spec.kwargs), result.outputs)
+    assert [r["status"] for r in rows] == ["fail"]
+    rows = check_outputs(eager_outputs(spec.model, spec.inputs, spec.kwargs), result.outputs[:0])
+    assert rows[0]["status"] == "fail" and "outputs" in rows[0]["reason"]
+
+
 def test_cli_writes_reports(tmp_path):
     assert sim_main(["gpt2-tiny", "--backend", "ref", "--out", str(tmp_path), "--layers", "1"]) == 0
     assert (tmp_path / "report.json").exists()
+    summary = json.loads((tmp_path / "report.json").read_text())["summary"]
+    assert [o["status"] for o in summary["outputs_vs_eager"]] == ["pass"]
     assert "lm_head" in (tmp_path / "report.md").read_text()
 
 

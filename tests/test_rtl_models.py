@@ -8,6 +8,7 @@ import pytest
 
 import compiler
 import sim
+from golden import check_outputs, eager_outputs
 from sim.cli.models import build
 
 pytestmark = pytest.mark.rtl
@@ -25,6 +26,8 @@ def test_model_on_rtl(name, hw):
     failed = [r for r in result.layers if r["status"] != "pass"]
     assert not failed, failed[:3]
     assert all(r["isa"] == "bit-exact" and r["cycles"] > 0 for r in result.layers)
+    outputs = check_outputs(eager_outputs(spec.model, spec.inputs, spec.kwargs), result.outputs)
+    assert outputs and all(o["status"] == "pass" for o in outputs), outputs
     # The core's performance counters agree with the ISA model's accounting.
     ref = sim.run(program, spec.inputs, backend="ref", check=False).stats
     assert result.stats["macs"] == ref["macs"]

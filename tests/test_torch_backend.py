@@ -1,8 +1,9 @@
 """The torch backend: the same programs on PyTorch (CPU here; CUDA in tests marked gpu).
 
 Element-wise work must be bit-identical with the ISA model; MATMUL (the device's fp32
-matrix multiply, another summation order) must stay within ISA_TOLERANCE of it, and
-with exact_matmul=True (the matrix unit's k order) whole models are bit-identical.
+matrix multiply, another summation order) may differ from it only as much as the order
+of an fp32 sum explains (golden.metrics.reorder_bound, per element), and with
+exact_matmul=True (the matrix unit's k order) whole models are bit-identical.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from contract import numerics as nx
 from contract.asm import assemble
 from contract.hw import DEFAULT_HW
 from contract.isa import Fault, encode_program
-from golden.metrics import ISA_TOLERANCE, compare
+from golden.metrics import beyond_reorder_bound
 from sim.cli.models import build
 from sim.ref import ExecError, RefMachine
 from sim.torch_backend import TorchBackend
@@ -110,6 +111,37 @@ halt
 MATMUL_OUT = (DATA + 0x7000, DATA + 0x7000 + 6 * 16 * 4)
 
 
+# PROGRAM's MATMUL result C [6, 16] (ACC 6144, stored at MATMUL_OUT): rows 0-5 start
+# from the bias row and add A1 @ B; rows 0-3 then add A2 @ B.
+A1, A2, B, BIAS, K = (0, 48), (1024, 48), (2048, 16), 5120, 40
+
+
+def _matmul_terms(machine: RefMachine) -> tuple[np.ndarray, list[np.ndarray]]:
+    """init [6, 16] and the product terms [6, 16, k] of each accumulation step."""
+    spad, acc = machine.spad, machine.acc
+
+    def rows(addr_stride, n, cols):
+        addr, stride = addr_stride
+        return np.stack([spad[addr + r * stride : addr + r * stride + cols] for r in range(n)])
+
+    b = rows(B, K, 16).astype(np.float64)  # [k, 16]
+    first = rows(A1, 6, K).astype(np.float64)[:, :, None] * b[None]  # [6, k, 16]
+    second = np.zeros_like(first)
+    second[:4] = rows(A2, 4, K).astype(np.float64)[:, :, None] * b[None]
+    init = np.broadcast_to(acc[BIAS : BIAS + 16].astype(np.float64), (6, 16))
+    return init, [first.transpose(0, 2, 1), second.transpose(0, 2, 1)]
+
+
+def _accumulate(init, steps, rounding) -> np.ndarray:
+    """C in k order with every partial sum rounded by `rounding` (the error classes the
+    reorder bound must reject)."""
+    c = rounding(init.astype(np.float32))
+    for terms in steps:
+        for k in range(terms.shape[-1]):
+            c = rounding(c + rounding(terms[..., k].astype(np.float32)))
+    return c.astype(np.float32)
+
+
 def _image(source: str = PROGRAM) -> tuple[np.ndarray, bytes]:
     rng = np.random.default_rng(3)
     code = encode_program(assemble(source))
@@ -137,8 +169,9 @@ def _run_torch(dram, code, device, **options) -> np.ndarray:
 def test_every_instruction_matches_the_isa_model(device):
     dram, code = _image()
     ref = dram.copy()
+    machine = RefMachine(DEFAULT_HW, ref)
     with np.errstate(all="ignore"):
-        RefMachine(DEFAULT_HW, ref).run(code, 0)
+        machine.run(code, 0)
     exact = _run_torch(dram.copy(), code, device, exact_matmul=True)
     assert np.array_equal(exact, ref), "exact_matmul: the whole image must be identical"
     fast = _run_torch(dram.copy(), code, device)
@@ -146,11 +179,39 @@ def test_every_instruction_matches_the_isa_model(device):
     outside = np.ones(ref.size, dtype=bool)
     outside[lo:hi] = False
     assert np.array_equal(fast[outside], ref[outside]), "only MATMUL results may differ"
-    m = compare(
-        torch.from_numpy(ref[lo:hi].view(np.float32).copy()),
-        torch.from_numpy(fast[lo:hi].view(np.float32).copy()),
+    init, steps = _matmul_terms(machine)
+    abs_sum = np.abs(init) + sum(np.abs(t).sum(-1) for t in steps)
+    n_terms = 1 + sum(t.shape[-1] for t in steps)
+    want = ref[lo:hi].view(np.float32).reshape(6, 16)
+    assert (
+        beyond_reorder_bound(want, fast[lo:hi].view(np.float32).reshape(6, 16), abs_sum, n_terms)
+        == 0
     )
-    assert ISA_TOLERANCE.accepts(m), m
+
+
+def test_the_matmul_bound_rejects_lower_precision():
+    """The reorder bound is ulp-level: results rounded to bf16 and sums accumulated in
+    fp16 or bf16 each fall outside it on the program's own MATMUL."""
+    dram, code = _image()
+    machine = RefMachine(DEFAULT_HW, dram)
+    with np.errstate(all="ignore"):
+        machine.run(code, 0)
+    lo, hi = MATMUL_OUT
+    want = dram[lo:hi].view(np.float32).reshape(6, 16)
+    init, steps = _matmul_terms(machine)
+    abs_sum = np.abs(init) + sum(np.abs(t).sum(-1) for t in steps)
+    n_terms = 1 + sum(t.shape[-1] for t in steps)
+    fp32 = _accumulate(init, steps, lambda x: np.asarray(x, np.float32))
+    assert np.array_equal(fp32.view(np.uint32), want.view(np.uint32)), "k-order fp32 = ISA"
+    wrong = {
+        "result rounded to bf16": nx.round_bf16(want),
+        "fp16 accumulation": _accumulate(init, steps, lambda x: np.asarray(x, np.float16)),
+        "bf16 accumulation": _accumulate(
+            init, steps, lambda x: nx.round_bf16(np.asarray(x, np.float32))
+        ),
+    }
+    for what, got in wrong.items():
+        assert beyond_reorder_bound(want, got, abs_sum, n_terms) > 0, what
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -206,15 +267,12 @@ def _check_model(name: str, device: str, tokens: int, batch: int = 1) -> None:
     assert fast.passed, [r for r in fast.layers if r["status"] != "pass"][:3]
     for key in ("retired", "macs", "dma_bytes"):  # one run's work, as the ISA model counts
         assert fast.stats[key] == ref.stats[key], key
+    # With the matrix unit's order every checkpoint is the ISA model's, bit for bit;
+    # in the fast order each MATMUL stays within its reorder bound (the instruction test
+    # above), and later bf16 roundings may carry that into single bf16 ulps, so the fast
+    # run is held to the golden checks against PyTorch.
     for layer_id, got in ref.checkpoints.items():
-        e = got["output"]
-        a_exact, a_fast = (
-            exact.checkpoints[layer_id]["output"],
-            fast.checkpoints[layer_id]["output"],
-        )
-        assert _same_bits(e.numpy(), a_exact), layer_id
-        m = compare(e, a_fast)
-        assert ISA_TOLERANCE.accepts(m), (layer_id, m)
+        assert _same_bits(got["output"].numpy(), exact.checkpoints[layer_id]["output"]), layer_id
 
 
 @pytest.mark.parametrize("device", DEVICES)
