@@ -24,7 +24,7 @@ FAULT ?=
 DEVICE ?=
 BATCH ?=
 
-.PHONY: sim waves test test-full lint format gen bench bench-torch clean
+.PHONY: sim waves test test-full lint format gen bench bench-torch bench-tolerances clean
 
 # Reinstalled only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -73,6 +73,11 @@ bench: $(STAMP)
 # present): bench/torch_results.md.
 bench-torch: $(STAMP)
 	$(PY) bench/torch_bench.py
+
+# The error distributions the golden tolerances are derived from, over a model suite on
+# the ISA model: bench/tolerances.md (docs/golden.md).
+bench-tolerances: $(STAMP)
+	$(PY) bench/tolerances.py
 
 clean:
 	rm -rf build

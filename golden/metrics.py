@@ -18,6 +18,20 @@ def ulp_distance(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.abs(ia - ib).max()) if ia.size else 0
 
 
+# An element is "far" when it misses the reference by more than FAR_ULPS bf16 ulps of
+# the reference's magnitude, with magnitudes floored at 2^-8 of the tensor's RMS (so an
+# element that should be ~0 is judged on the tensor's scale, not its own).
+FAR_ULPS = 8
+BF16_MANTISSA_BITS = 7
+SMALL_FLOOR = 2.0**-8
+
+
+def bf16_ulp(x: torch.Tensor) -> torch.Tensor:
+    """The bf16 ulp at each |x| (normal range), in float64."""
+    exponent = torch.floor(torch.log2(x.abs().clamp(min=2.0**-126)))
+    return torch.exp2(exponent - BF16_MANTISSA_BITS)
+
+
 def compare(expected: torch.Tensor, actual: torch.Tensor) -> dict:
     e = expected.detach().to(torch.float64).reshape(-1)
     a = actual.detach().to(torch.float64).reshape(-1)
@@ -35,9 +49,19 @@ def compare(expected: torch.Tensor, actual: torch.Tensor) -> dict:
     ef, af = e[finite], a[finite]
     denom = float(ef.norm() * af.norm())
     cosine = float((ef @ af) / denom) if denom > 0 else (1.0 if max_abs == 0 else 0.0)
+    ref_norm = float(ef.norm())
+    rel_l2 = float(d.norm()) / ref_norm if ref_norm > 0 else (0.0 if max_abs == 0 else 1.0)
+    rms = float(ef.pow(2).mean().sqrt()) if ef.numel() else 0.0
+    if ef.numel():
+        far = d > FAR_ULPS * bf16_ulp(ef.abs().clamp(min=rms * SMALL_FLOOR))
+        far_fraction = (int(far.sum()) + mismatch_special) / e.numel()
+    else:
+        far_fraction = float(mismatch_special > 0)
     return {
         "max_abs": max_abs,
         "max_rel": max_rel,
+        "rel_l2": rel_l2,
+        "far_fraction": far_fraction,
         "norm_max_abs": max_abs / ref_scale if ref_scale > 0 else max_abs,
         "cosine": cosine,
         "ulp": ulp_distance(expected.float().numpy(), actual.float().numpy()),
@@ -47,34 +71,62 @@ def compare(expected: torch.Tensor, actual: torch.Tensor) -> dict:
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Pass when 1 - cosine <= 1 - min_cosine and max|err| / max|ref| <= max_norm_abs."""
+    """Pass when the relative L2 error, the fraction of far elements (beyond FAR_ULPS
+    bf16 ulps) and max|err| / max|ref| are within bounds, and every NaN and infinity is
+    where it should be."""
 
-    min_cosine: float
-    max_norm_abs: float
+    max_rel_l2: float
+    max_far_fraction: float = 1.0
+    max_norm_abs: float = float("inf")
 
     def accepts(self, m: dict) -> bool:
         if "error" in m or m["nonfinite_mismatch"]:
             return False
-        return m["cosine"] >= self.min_cosine and m["norm_max_abs"] <= self.max_norm_abs
+        return (
+            m["rel_l2"] <= self.max_rel_l2
+            and m["far_fraction"] <= self.max_far_fraction
+            and m["norm_max_abs"] <= self.max_norm_abs
+        )
 
 
-# Follow-actual: the layer's own error, re-run on the device's inputs. Sources against
-# fp32 PyTorch: bf16 rounding of matrix operands (2^-9 relative per operand, averaging
-# out over k), the special functions (<= ~2 ulp), normalisation by multiplying by 1/C.
-# Layers without a matrix product are near fp32-exact; ones with several get more room.
+# The thresholds are derived from measurement (`make bench-tolerances`,
+# bench/tolerances.md): the worst legitimate error over the model suite on the ISA model
+# (the RTL is bit-exact with it), times a stated multiple. docs/golden.md explains them.
+#
+# Follow-actual, against golden.reference (the layer from the device's own inputs under
+# the device's numerics). What is left is the order of fp32 sums and the special
+# functions' last bits, so the worst measured relative L2 error per kind is ~1e-7 (5.9e-7
+# for linear layers) and no element of any checkpoint is far. Bound: FOLLOW_MULTIPLE x the
+# worst, and at least FOLLOW_FLOOR (fp32 rounding noise); far elements: at most one in
+# 5,000. The error classes of golden/errors.py make >= 1.2e-5 and >= 0.07% far.
+FOLLOW_MULTIPLE = 10
+FOLLOW_FLOOR = 1e-6
+FOLLOW_MAX_FAR = 2e-4
+MEASURED_FOLLOW_REL_L2 = {
+    "activation": 4.3e-8,
+    "attention": 7.7e-8,
+    "block": 7.7e-8,
+    "embedding": 0.0,
+    "linear": 5.9e-7,
+    "mlp": 0.0,
+    "module": 9.1e-8,
+    "norm": 9.9e-8,
+}
 TOLERANCES: dict[str, Tolerance] = {
-    "linear": Tolerance(0.9999, 0.02),
-    "attention": Tolerance(0.9995, 0.03),
-    "mlp": Tolerance(0.9995, 0.03),
-    "block": Tolerance(0.9995, 0.03),
-    "module": Tolerance(0.9995, 0.03),
-    "norm": Tolerance(0.99999, 1e-4),
-    "embedding": Tolerance(0.99999, 1e-6),
-    "activation": Tolerance(0.99999, 1e-4),
+    kind: Tolerance(max(FOLLOW_MULTIPLE * worst, FOLLOW_FLOOR), FOLLOW_MAX_FAR)
+    for kind, worst in MEASURED_FOLLOW_REL_L2.items()
 }
 
-# End to end: errors of every earlier layer arrive too, so one budget for all kinds.
-END_TO_END = Tolerance(0.999, 0.05)
+# End to end, against PyTorch fp32 from the model inputs: every earlier layer's bf16
+# rounding arrives too, so one budget for all kinds (some kinds sit early in a model,
+# none is safe from a matrix product upstream in an unseen one): E2E_MULTIPLE x the worst
+# measured (GPT-2 small's lm_head, 8 tokens: rel L2 7.7e-3, max|err|/max|ref| 9.0e-3).
+E2E_MULTIPLE = 3
+MEASURED_E2E = {"rel_l2": 7.7e-3, "norm_max_abs": 9.0e-3}
+END_TO_END = Tolerance(
+    max_rel_l2=E2E_MULTIPLE * MEASURED_E2E["rel_l2"],
+    max_norm_abs=E2E_MULTIPLE * MEASURED_E2E["norm_max_abs"],
+)
 
 
 def tolerance_for(kind: str) -> Tolerance:

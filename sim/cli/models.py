@@ -109,6 +109,70 @@ def mlp(layers=None, tokens=8, seed=0, weights=None, batch=1) -> ModelSpec:
     return ModelSpec(model, (torch.randn(batch * tokens, 64),), {})
 
 
+# Small members of transformer families the team did not write, from their config
+# classes (2 layers, 64 wide, 4 heads, 256-token vocabulary): name -> (config class,
+# config fields, model class, whether the model takes use_cache).
+HF_FAMILIES = {
+    "opt-tiny": (
+        "OPTConfig",
+        dict(hidden_size=64, ffn_dim=128, num_hidden_layers=2, num_attention_heads=4,
+             word_embed_proj_dim=64, max_position_embeddings=128),
+        "OPTForCausalLM",
+        True,
+    ),
+    "bloom-tiny": (
+        "BloomConfig", dict(hidden_size=64, n_layer=2, n_head=4), "BloomForCausalLM", True,
+    ),
+    "neox-tiny": (
+        "GPTNeoXConfig",
+        dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             max_position_embeddings=128),
+        "GPTNeoXForCausalLM",
+        True,
+    ),
+    "llama-tiny": (
+        "LlamaConfig",
+        dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=4, max_position_embeddings=128),
+        "LlamaForCausalLM",
+        True,
+    ),
+    "bert-tiny": (
+        "BertConfig",
+        dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             max_position_embeddings=128),
+        "BertModel",
+        False,
+    ),
+}  # fmt: skip
+HF_VOCAB = 256
+
+
+def _hf_family(name: str):
+    config_class, fields, model_class, takes_cache = HF_FAMILIES[name]
+
+    def make(layers=None, tokens=8, seed=0, weights=None, batch=1) -> ModelSpec:
+        import transformers
+
+        cfg = getattr(transformers, config_class)(vocab_size=HF_VOCAB, **fields)
+        if layers is not None:
+            cfg.num_hidden_layers = layers
+        torch.manual_seed(seed)
+        cls = getattr(transformers, model_class)
+        # WEIGHTS: a local checkpoint directory of the family (no network).
+        model = cls.from_pretrained(weights, local_files_only=True) if weights else cls(cfg)
+        gen = torch.Generator().manual_seed(seed)
+        ids = torch.randint(0, HF_VOCAB, (batch, tokens), generator=gen)
+        return ModelSpec(model.eval(), (ids,), {"use_cache": False} if takes_cache else {})
+
+    make.__doc__ = f"{model_class} from {config_class}: 2 layers, 64 wide, 4 heads."
+    return make
+
+
+for _name in HF_FAMILIES:
+    register(_name)(_hf_family(_name))
+
+
 def build(name: str, **options) -> ModelSpec:
     if name in MODELS:
         return MODELS[name](**options)

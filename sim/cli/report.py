@@ -42,8 +42,8 @@ def compile_line(model: str, seconds: float, report: dict, checkpoints: int) -> 
 
 # ---------------------------------------------------------------- per-layer table
 TABLE_HEADER = (
-    f"{'id':>4}  {'layer':<40} {'shape':<14} {'e2e maxabs':>10} {'e2e cos':>10}"
-    f" {'fa maxabs':>10} {'fa cos':>10} {'cycles':>10}  status"
+    f"{'id':>4}  {'layer':<40} {'shape':<14} {'e2e relL2':>10} {'e2e cos':>10}"
+    f" {'fa relL2':>10} {'fa far':>8} {'cycles':>10}  status"
 )
 
 
@@ -52,11 +52,11 @@ def format_row(row: dict) -> str:
     e, f = row.get("e2e", {}), row.get("follow", {})
     shape = "x".join(map(str, row["shape"]))
     cycles = f"{row['cycles']:>10,}" if "cycles" in row else f"{'-':>10}"
-    if "max_abs" not in e:
+    if "rel_l2" not in e or "rel_l2" not in f:
         return f"{row['id']:>4}  {row['path']:<40} {shape:<14} {row['status'].upper()}"
     line = (
-        f"{row['id']:>4}  {row['path']:<40} {shape:<14} {e['max_abs']:>10.3e}"
-        f" {e['cosine']:>10.7f} {f['max_abs']:>10.3e} {f['cosine']:>10.7f} {cycles}  "
+        f"{row['id']:>4}  {row['path']:<40} {shape:<14} {e['rel_l2']:>10.3e}"
+        f" {e['cosine']:>10.7f} {f['rel_l2']:>10.3e} {f['far_fraction']:>8.3%} {cycles}  "
         f"{row['status'].upper()}"
     )
     if row.get("reason"):
@@ -69,8 +69,8 @@ def _markdown_row(r: dict) -> str:
     nan = float("nan")
     return (
         f"| {r['id']} | {r['path']} | {r['kind']} | {r['shape']} |"
-        f" {e.get('max_abs', nan):.3e} | {e.get('cosine', nan):.7f} |"
-        f" {f.get('max_abs', nan):.3e} | {f.get('cosine', nan):.7f} | {r.get('isa', '-')} |"
+        f" {e.get('rel_l2', nan):.3e} | {e.get('norm_max_abs', nan):.3e} |"
+        f" {f.get('rel_l2', nan):.3e} | {f.get('far_fraction', nan):.3%} | {r.get('isa', '-')} |"
         f" {r.get('cycles', '-')} | {r['status']} |"
     )
 
@@ -88,8 +88,8 @@ def write_reports(
         f"# Loom run: {summary['model']} on backend `{summary['backend']}`",
         "",
         *(debug or []),
-        "| id | layer | kind | shape | e2e max abs | e2e cosine | follow max abs |"
-        " follow cosine | vs ISA model | cycles | status |",
+        "| id | layer | kind | shape | e2e rel L2 | e2e max err / max ref | follow rel L2 |"
+        " follow far | vs ISA model | cycles | status |",
         "|---:|---|---|---|---:|---:|---:|---:|---|---:|---|",
         *(_markdown_row(r) for r in rows),
         "",
