@@ -137,8 +137,13 @@ class VerilatorBackend:
         window: Window | None = None,
         faults: list[str] | tuple[str, ...] = (),
         plusargs: list[str] | tuple[str, ...] = (),
+        dram_limit: int | None = None,
     ):
         self.hw = hw
+        # DRAM_LIMIT as the host programs it; None: the image's size. A larger one lets
+        # accesses past the simulated DRAM reach it, which answers SLVERR, so the core
+        # reports BUS_ERROR (the ISA model, whose DRAM ends at the limit, cannot).
+        self.dram_limit = dram_limit
         self.progress = progress
         self.trace: list[Retired] | None = [] if trace else None
         self.faults = fault_catalog.check(list(faults))
@@ -299,7 +304,7 @@ class VerilatorBackend:
             {
                 "cmd": "run",
                 "dram_path": str(self.dram_path),
-                "dram_bytes": dram.size,
+                "dram_bytes": self.dram_limit or dram.size,
                 "pc": pc,
                 "code_end": len(code),
                 "layers": self.layers,

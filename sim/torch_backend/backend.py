@@ -92,6 +92,10 @@ class Plan:
     dma_bytes: int = 0
     loops: int = 0  # top-level batched loops
     depth: int = 0  # deepest loop nesting
+    # The static fault the segment stops at (the steps are the instructions before it),
+    # and whether a GATHER can fault at run time.
+    fault: ExecError | None = None
+    gathers: bool = False
 
     @property
     def constants_immutable(self) -> bool:
@@ -173,10 +177,30 @@ class TorchBackend:
         plan = None if fresh else self.plans.get(key)
         if plan is None:
             plan = self.plans[key] = self._plan(code, pc, dram.size)
+        start = (self.spad.clone(), self.acc.clone()) if plan.gathers else None
         self._replay(plan)
+        bad = int(self.gather_bad)
+        if bad:
+            # An index was out of range: the ISA model stops at that GATHER. Run the
+            # segment again from its start up to it, for the state it leaves behind.
+            index = bad - 1
+            self.dram.copy_(torch.from_numpy(np.asarray(dram)))
+            self.spad.copy_(start[0])
+            self.acc.copy_(start[1])
+            prefix = self._plan(code, pc, dram.size, stop=index)
+            self._replay(prefix)
+            self._finish(dram, prefix, on_checkpoint)
+            at, insn = plan.insns[index]
+            raise ExecError("gather index outside the table", index, at, insn, Fault.GATHER_INDEX)
+        self._finish(dram, plan, on_checkpoint)
+        if plan.fault is not None:  # after the instructions before it took effect
+            raise plan.fault
+
+    def _finish(self, dram: np.ndarray, plan: Plan, on_checkpoint) -> None:
+        """The replayed plan's results into the host image, its checkpoints in order, and
+        its counts."""
         lo = plan.sync_from
         final = self.dram[lo:].cpu().numpy()
-        self._check_gathers(plan)
         for layer, ranges, buffers in plan.checkpoints:
             for (a, b), buf in zip(ranges, buffers, strict=True):
                 dram[a:b] = buf.cpu().numpy()
@@ -234,25 +258,29 @@ class TorchBackend:
                 step()
         return graph
 
-    def _check_gathers(self, plan: Plan) -> None:
-        bad = int(self.gather_bad)
-        if bad:
-            pc, insn = plan.insns[bad - 1]
-            raise ExecError("gather index outside the table", bad - 1, pc, insn, Fault.GATHER_INDEX)
-
     # ------------------------------------------------------------------ planning
-    def _plan(self, code: bytes, pc: int, dram_bytes: int) -> Plan:
-        # Every instruction's operands are checked first, in program order, so a bad
-        # program faults at the same instruction, with the same code, as on the ISA model.
-        leaves = []
-        for index, at, insn in fetch_segment(code, pc):
-            try:
-                ops = resolve(insn, self.hw, dram_bytes)
-            except OperandError as e:
-                raise ExecError(e.reason, index, at, insn, e.fault) from None
-            leaves.append(Leaf(index, at, insn, ops))
+    def _plan(self, code: bytes, pc: int, dram_bytes: int, stop: int | None = None) -> Plan:
+        """Steps for the segment at pc, up to HALT, the first static fault, or instruction
+        `stop`. Every instruction's operands are checked first, in program order, so a
+        bad program faults at the same instruction, with the same code, as on the ISA
+        model, after the instructions before it have run."""
+        leaves, fault = [], None
+        try:
+            for index, at, insn in fetch_segment(code, pc):
+                if index == stop:
+                    break
+                try:
+                    ops = resolve(insn, self.hw, dram_bytes)
+                except OperandError as e:
+                    fault = ExecError(e.reason, index, at, insn, e.fault)
+                    break
+                leaves.append(Leaf(index, at, insn, ops))
+        except ExecError as e:  # an illegal word, or the pc leaving the code
+            fault = e
         nodes = batch(self.hw, leaves) if self.batching else leaves
         plan = Plan([], [(leaf.pc, leaf.insn) for leaf in leaves], self.mutable_from, [])
+        plan.fault = fault
+        plan.gathers = any(leaf.insn.opcode == Opcode.GATHER for leaf in leaves)
         if self.program is None or any(
             leaf.insn.opcode == Opcode.DMA_ST and leaf.insn.dram < plan.sync_from for leaf in leaves
         ):
