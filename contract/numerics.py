@@ -84,7 +84,7 @@ def _pow2(k: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- exp
 EXP_HI = F32(88.72283935546875)  # 0x42b17218: above this, exp overflows -> +inf
-EXP_LO = F32(-87.33654022216797)  # 0xc2aeac50: ln(2^-126); below this the result is 0
+EXP_LO = F32(-87.33654022216797)  # 0xc2aeac4f: ln(2^-126); below this the result is 0
 LOG2E = bits_f32(0x3FB8AA3B)[()]
 ROUND_MAGIC = F32(12582912.0)  # 1.5 * 2^23: x + M - M rounds x to an integer (RNE)
 LN2_HI = F32(0.693359375)  # 0x3f318000, 9 significant bits: k * LN2_HI is exact
@@ -203,3 +203,39 @@ def reduce_rows(a: np.ndarray, lanes: int, op: str) -> np.ndarray:
     while part.shape[1] > 1:
         part = combine(part[:, 0::2], part[:, 1::2]).astype(np.float32)
     return canon_nan(part[:, 0])
+
+
+# ---------------------------------------------------------------- for the RTL
+def rtl_constants() -> dict[str, tuple[int, int]]:
+    """Every constant the RTL's floating-point functions (rtl/loom_fp_pkg.sv) use, by its
+    SystemVerilog name: (width in bits, value). contract/gen.py writes them into
+    rtl/loom_pkg.sv, so the RTL computes with exactly these."""
+
+    def f32(x) -> tuple[int, int]:
+        return 32, int(f32_bits(np.float32(x)))
+
+    out = {
+        "F32CanonNan": (32, CANONICAL_NAN_BITS),
+        "F32PosInf": f32(np.inf),
+        "F32One": f32(ONE),
+        "F32Two": f32(TWO),
+        "F32Half": f32(HALF),
+        "F32ThreeHalves": f32(THREE_HALVES),
+        "F32MinNormal": f32(MIN_NORMAL),
+        "F32Big": f32(BIG),
+        "Bf16CanonNan": (16, BF16_CANONICAL_NAN),
+        "ExpHi": f32(EXP_HI),
+        "ExpLo": f32(EXP_LO),
+        "Log2E": f32(LOG2E),
+        "RoundMagic": f32(ROUND_MAGIC),
+        "Ln2Hi": f32(LN2_HI),
+        "Ln2Lo": f32(LN2_LO),
+        **{f"ExpC{i}": f32(c) for i, c in enumerate(EXP_POLY)},
+        "RecipMagic": (32, int(RECIP_MAGIC)),
+        "RecipNewtonSteps": (32, RECIP_NEWTON_STEPS),
+        "RsqrtMagic": (32, int(RSQRT_MAGIC)),
+        "RsqrtNewtonSteps": (32, RSQRT_NEWTON_STEPS),
+        "TanhSmall": f32(TANH_SMALL),
+        **{f"TanhC{i}": f32(c) for i, c in enumerate(TANH_POLY)},
+    }
+    return out

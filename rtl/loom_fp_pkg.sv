@@ -1,4 +1,4 @@
-// Floating-point arithmetic of the Loom numerics contract (compiler/numerics.py,
+// Floating-point arithmetic of the Loom numerics contract (contract/numerics.py,
 // docs/isa.md "Numerics"): IEEE-754 binary32, round to nearest even, subnormals kept
 // (no flush to zero), every NaN result is the canonical 0x7fc00000. The special
 // functions are the same fixed sequences of fp32 operations as the Python contract, so
@@ -8,40 +8,9 @@
 // shape into straight-line code, which matters because every PE evaluates one every cycle.
 package loom_fp_pkg;
 
-  localparam logic [31:0] F32CanonNan = 32'h7fc0_0000;
-  localparam logic [31:0] F32PosInf = 32'h7f80_0000;
-  localparam logic [31:0] F32One = 32'h3f80_0000;
-  localparam logic [31:0] F32Two = 32'h4000_0000;
-  localparam logic [31:0] F32Half = 32'h3f00_0000;
-  localparam logic [31:0] F32ThreeHalves = 32'h3fc0_0000;
-  localparam logic [31:0] F32MinNormal = 32'h0080_0000;
-  localparam logic [31:0] F32Big = 32'h7e80_0000;  // 2^126
-  localparam logic [15:0] Bf16CanonNan = 16'h7fc0;
-
-  // exp: range limits, range reduction and the degree-6 polynomial c0..c6.
-  localparam logic [31:0] ExpHi = 32'h42b1_7218;
-  localparam logic [31:0] ExpLo = 32'hc2ae_ac50;
-  localparam logic [31:0] Log2E = 32'h3fb8_aa3b;
-  localparam logic [31:0] RoundMagic = 32'h4b40_0000;  // 1.5 * 2^23
-  localparam logic [31:0] Ln2Hi = 32'h3f31_8000;
-  localparam logic [31:0] Ln2Lo = 32'hb95e_8083;
-  localparam logic [31:0] ExpC0 = 32'h3f80_0000;
-  localparam logic [31:0] ExpC1 = 32'h3f80_0000;
-  localparam logic [31:0] ExpC2 = 32'h3eff_fffd;
-  localparam logic [31:0] ExpC3 = 32'h3e2a_aa06;
-  localparam logic [31:0] ExpC4 = 32'h3d2a_ac71;
-  localparam logic [31:0] ExpC5 = 32'h3c09_3656;
-  localparam logic [31:0] ExpC6 = 32'h3ab5_43d6;
-  // recip / rsqrt seeds.
-  localparam logic [31:0] RecipMagic = 32'h7ef3_11c3;
-  localparam logic [31:0] RsqrtMagic = 32'h5f37_59df;
-  // tanh: |x| < TanhSmall uses x + x^3 * P(x^2), P = c0..c4.
-  localparam logic [31:0] TanhSmall = 32'h3f20_0000;
-  localparam logic [31:0] TanhC0 = 32'hbeaa_aa9b;
-  localparam logic [31:0] TanhC1 = 32'h3e08_83c3;
-  localparam logic [31:0] TanhC2 = 32'hbd5c_235c;
-  localparam logic [31:0] TanhC3 = 32'h3ca9_30be;
-  localparam logic [31:0] TanhC4 = 32'hbbbb_6623;
+  // Every constant (F32One, ExpC0..ExpC6, RecipMagic, ...) is the contract's, generated
+  // into loom_pkg from contract/numerics.py.
+  import loom_pkg::*;
 
   // ---------------------------------------------------------------- classification
   function automatic logic f32_is_nan(logic [31:0] x);
@@ -332,8 +301,9 @@ package loom_fp_pkg;
     logic [31:0] a, y;
     a = {1'b0, x[30:0]};
     y = RecipMagic - ((a < F32Big) ? a : F32Big);
-    y = f32_mul(y, f32_sub(F32Two, f32_mul(a, y)));
-    y = f32_mul(y, f32_sub(F32Two, f32_mul(a, y)));
+    for (int i = 0; i < int'(RecipNewtonSteps); i++) begin
+      y = f32_mul(y, f32_sub(F32Two, f32_mul(a, y)));
+    end
     y = f32_add(y, f32_mul(y, f32_sub(F32One, f32_mul(a, y))));
     if (f32_lt(a, F32MinNormal)) y = F32PosInf;
     if (f32_ge(a, F32Big)) y = 32'd0;
@@ -347,8 +317,9 @@ package loom_fp_pkg;
     if (f32_is_inf(a)) a = F32One;
     y = RsqrtMagic - {1'b0, a[31:1]};
     h = f32_mul(F32Half, a);
-    y = f32_mul(y, f32_sub(F32ThreeHalves, f32_mul(h, f32_mul(y, y))));
-    y = f32_mul(y, f32_sub(F32ThreeHalves, f32_mul(h, f32_mul(y, y))));
+    for (int i = 0; i < int'(RsqrtNewtonSteps); i++) begin
+      y = f32_mul(y, f32_sub(F32ThreeHalves, f32_mul(h, f32_mul(y, y))));
+    end
     y = f32_add(y, f32_mul(y, f32_sub(F32Half, f32_mul(h, f32_mul(y, y)))));
     if (f32_lt(x, F32MinNormal)) y = F32PosInf;
     if (x == F32PosInf) y = 32'd0;

@@ -1,7 +1,10 @@
 """Block-level test of the RTL floating-point functions (rtl/loom_fp_pkg.sv) against the
-numerics contract: fp32 add, fp32 mul, bf16 x bf16 -> fp32 mul, fp32 -> bf16, max, min.
-A million random bit patterns plus every corner class (zeros, subnormals, infinities,
-NaNs, overflow, underflow, rounding ties, cancellation), bit-exact."""
+numerics contract: fp32 add, sub and mul, bf16 x bf16 -> fp32 mul, fp32 -> bf16, max,
+min, and the special functions exp, recip, rsqrt and tanh. Over 1.4 million vectors each:
+random bit patterns plus every corner class (zeros, subnormals, infinities, NaNs,
+overflow, underflow, rounding ties, cancellation); for the special functions also their
+working ranges and every switch point of the contract with its neighbouring bit
+patterns. Bit-exact."""
 
 from __future__ import annotations
 
@@ -49,10 +52,40 @@ def _vectors(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(a), np.concatenate(b)
 
 
-def _expected(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+def _thresholds() -> np.ndarray:
+    """Each special function's switch points (docs/isa.md) and the bit patterns around
+    them, both signs."""
+    points = np.array(
+        [nx.EXP_HI, nx.EXP_LO, nx.MIN_NORMAL, nx.BIG, nx.TANH_SMALL, 1.0, 0.0, np.inf],
+        dtype=np.float32,
+    ).view(np.uint32)
+    near = (points.astype(np.int64)[:, None] + np.arange(-3, 4)[None, :]) % 2**32
+    near = near.astype(np.uint32).ravel()
+    return np.concatenate([near, near | np.uint32(0x80000000)])
+
+
+def _unary_operands(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n operands of the special functions, in four parts: random bit patterns, random
+    positive bit patterns (every exponent of recip and rsqrt), exp's working range and
+    tanh's, then the switch points."""
+    quarter = n // 4
+    parts = [
+        rng.integers(0, 2**32, quarter, dtype=np.uint64).astype(np.uint32),
+        rng.integers(0, 0x7F800000, quarter, dtype=np.uint32),
+        rng.uniform(-100, 100, quarter).astype(np.float32).view(np.uint32),
+        rng.uniform(-12, 12, n - 3 * quarter).astype(np.float32).view(np.uint32),
+    ]
+    out = np.concatenate(parts)
+    thresholds = _thresholds()
+    out[: thresholds.size] = thresholds
+    return out
+
+
+def _expected(a: np.ndarray, b: np.ndarray, u: np.ndarray) -> dict[str, np.ndarray]:
     fa, fb = a.view(np.float32), b.view(np.float32)
     ha = nx.bf16_bits_to_f32((a >> 16).astype(np.uint16))
     hb = nx.bf16_bits_to_f32((b >> 16).astype(np.uint16))
+    fu = u.view(np.float32)
     with np.errstate(all="ignore"):
         return {
             "add": nx.canon_nan(fa + fb).view(np.uint32),
@@ -61,6 +94,11 @@ def _expected(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
             "to_bf16": nx.f32_to_bf16_bits(fa).astype(np.uint32),
             "max": nx.vmax(fa, fb).view(np.uint32),
             "min": nx.vmin(fa, fb).view(np.uint32),
+            "sub": nx.canon_nan(fa - fb).view(np.uint32),
+            "exp": nx.exp(fu).view(np.uint32),
+            "recip": nx.recip(fu).view(np.uint32),
+            "rsqrt": nx.rsqrt(fu).view(np.uint32),
+            "tanh": nx.tanh(fu).view(np.uint32),
         }
 
 
@@ -75,9 +113,11 @@ def test_fp_functions_bit_exact(tmp_path):
         extra_sources=[rtl_build.HDL_DIR / "loom_fpu_tb.sv"],
         control_file="loom_fpu_tb.vlt",
     )
-    a, b = _vectors(np.random.default_rng(1234))
-    records = np.zeros((a.size, 8), dtype=np.uint32)
-    records[:, 0], records[:, 1] = a, b
+    rng = np.random.default_rng(1234)
+    a, b = _vectors(rng)
+    u = _unary_operands(rng, a.size)
+    records = np.zeros((a.size, 16), dtype=np.uint32)
+    records[:, 0], records[:, 1], records[:, 2] = a, b, u
     path = tmp_path / "vectors.bin"
     records.tofile(path)
     rtl_build.apply_toolchain_env()
@@ -91,11 +131,12 @@ def test_fp_functions_bit_exact(tmp_path):
         results_xml=str(tmp_path / "results.xml"),
         log_file=tmp_path / "sim.log",
     )
-    got = np.fromfile(path, dtype=np.uint32).reshape(-1, 8)
-    assert got.shape[0] == a.size
-    for col, (name, want) in enumerate(_expected(a, b).items(), start=2):
+    got = np.fromfile(path, dtype=np.uint32).reshape(-1, 16)
+    assert got.shape[0] == a.size >= 1_000_000
+    for col, (name, want) in enumerate(_expected(a, b, u).items(), start=3):
         bad = np.nonzero(got[:, col] != want)[0]
         assert bad.size == 0, (
             f"{name}: {bad.size} of {a.size} differ; first: a={a[bad[0]]:#010x}"
-            f" b={b[bad[0]]:#010x} RTL={got[bad[0], col]:#010x} model={want[bad[0]]:#010x}"
+            f" b={b[bad[0]]:#010x} u={u[bad[0]]:#010x} RTL={got[bad[0], col]:#010x}"
+            f" model={want[bad[0]]:#010x}"
         )

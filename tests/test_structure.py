@@ -186,3 +186,16 @@ def test_drift_check_fails_on_an_edited_header(tmp_path, monkeypatch):
     monkeypatch.setattr(gen, "LOCKSTEP_HEADER", fake)
     assert fake in gen.stale()
     assert gen.main(["--check"]) == 1
+
+
+def test_rtl_numerics_constants_come_from_the_contract():
+    """loom_fp_pkg computes with the contract's constants, generated into loom_pkg: it
+    declares none of its own (a hand copy once held exp's flush threshold one ulp off)."""
+    fp = (ROOT / "rtl" / "loom_fp_pkg.sv").read_text()
+    assert "import loom_pkg::*;" in fp
+    assert not re.search(r"localparam\s+logic\s*\[\s*(31|15)\s*:\s*0\s*\]", fp)
+    pkg = (ROOT / "rtl" / "loom_pkg.sv").read_text()
+    from contract import numerics
+
+    for name in numerics.rtl_constants():
+        assert f" {name} = " in pkg, name

@@ -3,8 +3,9 @@
 // DPI-C DRAM and writes every result back, so a million vectors cost about a million
 // cycles and no Python per vector.
 //
-// Record i (32 bytes at 32*i): a, b (inputs); a+b, a*b (fp32), bf16(a)*bf16(b) -> fp32,
-// f32_to_bf16(a), max(a, b), min(a, b) (outputs).
+// Record i (64 bytes at 64*i): a, b, u (inputs); a+b, a*b (fp32), bf16(a)*bf16(b) ->
+// fp32, f32_to_bf16(a), max(a, b), min(a, b), a-b, exp(u), recip(u), rsqrt(u), tanh(u)
+// (outputs); two spare words.
 module loom_fpu_tb (
   input  logic        clk,
   input  logic        rst_n,
@@ -36,16 +37,22 @@ module loom_fpu_tb (
         done_q <= 1'b1;
       end else begin
         logic [63:0] base;
-        logic [31:0] a, b;
-        base = 64'(index_q) * 64'd32;
+        logic [31:0] a, b, u;
+        base = 64'(index_q) * 64'd64;
         a = loom_dram_read32(base);
         b = loom_dram_read32(base + 64'd4);
-        void'(loom_dram_write32(base + 64'd8, f32_add(a, b)));
-        void'(loom_dram_write32(base + 64'd12, f32_mul(a, b)));
-        void'(loom_dram_write32(base + 64'd16, bf16_mul(a[31:16], b[31:16])));
-        void'(loom_dram_write32(base + 64'd20, {16'd0, f32_to_bf16(a)}));
-        void'(loom_dram_write32(base + 64'd24, f32_max(a, b)));
-        void'(loom_dram_write32(base + 64'd28, f32_min(a, b)));
+        u = loom_dram_read32(base + 64'd8);
+        void'(loom_dram_write32(base + 64'd12, f32_add(a, b)));
+        void'(loom_dram_write32(base + 64'd16, f32_mul(a, b)));
+        void'(loom_dram_write32(base + 64'd20, bf16_mul(a[31:16], b[31:16])));
+        void'(loom_dram_write32(base + 64'd24, {16'd0, f32_to_bf16(a)}));
+        void'(loom_dram_write32(base + 64'd28, f32_max(a, b)));
+        void'(loom_dram_write32(base + 64'd32, f32_min(a, b)));
+        void'(loom_dram_write32(base + 64'd36, f32_sub(a, b)));
+        void'(loom_dram_write32(base + 64'd40, f32_exp(u)));
+        void'(loom_dram_write32(base + 64'd44, f32_recip(u)));
+        void'(loom_dram_write32(base + 64'd48, f32_rsqrt(u)));
+        void'(loom_dram_write32(base + 64'd52, f32_tanh(u)));
         index_q <= index_q + 32'd1;
       end
     end
