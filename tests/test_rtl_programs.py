@@ -12,18 +12,26 @@ import numpy as np
 import pytest
 from isa_programs import empty_region_faults, empty_regions, expected_empty_regions
 
+from contract import numerics as nx
 from contract.asm import assemble
 from contract.hw import DEFAULT_HW
 from contract.isa import Fault, encode_program
+from contract.regions import Dram, resolve
 from sim.ref import ExecError, RefMachine
 
 pytestmark = pytest.mark.rtl
 
 DATA = 0x4000  # code below, data from here
 DRAM_BYTES = 0x20000
-SPECIALS = np.array(
-    [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 3.4e38, -3.4e38, 1.0, -1.0, 88.7, -87.4],
-    dtype=np.float32,
+SPECIALS = np.concatenate(
+    [
+        np.array(
+            [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 3.4e38, -3.4e38, 1.0, -1.0, 88.7],
+            dtype=np.float32,
+        ),
+        # NaNs that are not the canonical one: signalling, with a payload, negative.
+        np.array([0x7F800001, 0xFFC12345, 0x7FBFFFFF], dtype=np.uint32).view(np.float32),
+    ]
 )
 
 
@@ -121,30 +129,40 @@ def test_dma_roundtrip(rtl, space, dtype):
 def test_dma_strided_transpose_and_bursts(rtl):
     rng = np.random.default_rng(2)
     x = rand(rng, 24, 40)
-    # Transposing load (column stride 40), a long row crossing 4 KiB, strided store.
-    run_both(
-        rtl,
-        f"""dma_ld space=acc dtype=fp32 sram=0 sram_stride=32 dram={DATA} dram_rs=1 dram_cs=40 rows=40 cols=24
+    # Transposing load (column stride 40), long rows crossing a 4 KiB page (load and
+    # bf16 store), strided store, rows ending on partial lines.
+    source = f"""dma_ld space=acc dtype=fp32 sram=0 sram_stride=32 dram={DATA} dram_rs=1 dram_cs=40 rows=40 cols=24
         dma_st space=acc dtype=fp32 sram=0 sram_stride=32 dram={DATA + 0x5000} dram_rs=1 dram_cs=41 rows=40 cols=24
-        dma_ld space=spad dtype=fp32 sram=0 sram_stride=960 dram={DATA} dram_rs=960 dram_cs=1 rows=1 cols=960
-        dma_st space=spad dtype=bf16 sram=0 sram_stride=960 dram={DATA + 0xC003 * 2} dram_rs=960 dram_cs=1 rows=1 cols=960
+        dma_ld space=spad dtype=fp32 sram=0 sram_stride=960 dram={DATA + 0x804} dram_rs=960 dram_cs=1 rows=1 cols=960
+        dma_st space=spad dtype=bf16 sram=0 sram_stride=960 dram={0x1CC06} dram_rs=960 dram_cs=1 rows=1 cols=960
         dma_ld space=acc dtype=bf16 sram=4096 sram_stride=16 dram={DATA + 2} dram_rs=3 dram_cs=5 rows=9 cols=3
-        dma_st space=acc dtype=fp32 sram=4096 sram_stride=16 dram={DATA + 0x9000} dram_rs=3 dram_cs=1 rows=9 cols=3""",
-        {DATA: x},
-    )
+        dma_st space=acc dtype=fp32 sram=4096 sram_stride=16 dram={DATA + 0x9000} dram_rs=3 dram_cs=1 rows=9 cols=3"""
+    crossing = [
+        r
+        for i in assemble(source)
+        for r in resolve(i, DEFAULT_HW, DRAM_BYTES).regions()
+        if isinstance(r, Dram) and r.addr // 4096 != (r.end - 1) // 4096 and r.rows == 1
+    ]
+    assert len(crossing) == 2, "a load and a bf16 store whose one row crosses a page"
+    run_both(rtl, source, {DATA: x})
 
 
 def test_gather(rtl):
     rng = np.random.default_rng(3)
     table = rand(rng, 30, 20)
     idx = np.array([3, 0, 29, 3, 7], dtype=np.int32)
+    table_bf16 = (table.view(np.uint32) >> 16).astype(np.uint16)
     run_both(
         rtl,
         f"""gather space=acc dtype=fp32 sram=0 sram_stride=32 table_addr={DATA} table_rs=20 table_rows=30 idx={DATA + 0x3000} rows=5 cols=20
         gather space=spad dtype=fp32 sram=0 sram_stride=32 table_addr={DATA} table_rs=20 table_rows=30 idx={DATA + 0x3000} rows=5 cols=17
         dma_st space=acc dtype=fp32 sram=0 sram_stride=32 dram={DATA + 0x4000} dram_rs=20 dram_cs=1 rows=5 cols=20
-        dma_st space=spad dtype=bf16 sram=0 sram_stride=32 dram={DATA + 0x5000} dram_rs=17 dram_cs=1 rows=5 cols=17""",
-        {DATA: table, DATA + 0x3000: idx},
+        dma_st space=spad dtype=bf16 sram=0 sram_stride=32 dram={DATA + 0x5000} dram_rs=17 dram_cs=1 rows=5 cols=17
+        gather space=acc dtype=bf16 sram=512 sram_stride=32 table_addr={DATA + 0x6000} table_rs=20 table_rows=30 idx={DATA + 0x3000} rows=5 cols=20
+        gather space=spad dtype=bf16 sram=512 sram_stride=32 table_addr={DATA + 0x6000} table_rs=20 table_rows=30 idx={DATA + 0x3000} rows=5 cols=19
+        dma_st space=acc dtype=fp32 sram=512 sram_stride=32 dram={DATA + 0x7000} dram_rs=20 dram_cs=1 rows=5 cols=20
+        dma_st space=spad dtype=bf16 sram=512 sram_stride=32 dram={DATA + 0x8000} dram_rs=19 dram_cs=1 rows=5 cols=19""",
+        {DATA: table, DATA + 0x3000: idx, DATA + 0x6000: table_bf16},
     )
 
 
@@ -216,6 +234,11 @@ def test_vunary(rtl, op):
     rng = np.random.default_rng(5)
     a = rand(rng, 6, 40) * np.float32(8)
     a[0, :20] = np.array([0.5, 1e-38, 2e-38, 1e38, 3e38, 0.625, -0.624, 100, -100, 1e-45] * 2)
+    # Every switch point of the special functions and its neighbouring bit patterns.
+    points = np.array([nx.EXP_HI, nx.EXP_LO, nx.MIN_NORMAL, nx.BIG, nx.TANH_SMALL], np.float32)
+    near = (points.view(np.uint32).astype(np.int64)[:, None] + np.arange(-1, 2)) % 2**32
+    a[1, :15] = near.astype(np.uint32).ravel().view(np.float32)
+    a[1, 15:30] = -a[1, :15]
     run_both(
         rtl,
         f"""{LOAD_AB}
@@ -232,6 +255,13 @@ def test_vreduce(rtl, op):
     rng = np.random.default_rng(6)
     a = rand(rng, 6, 40)
     a[1] = -np.inf
+    # Rows whose result depends on the order: large values in different lanes cancel
+    # only in the tree, small ones in one lane are absorbed first (a sequential sum
+    # differs); a row of -0.0 (the sum's identity keeps the sign); a NaN with a payload.
+    a[2] = 0.0
+    a[2, [0, 1, 16, 17, 32]] = [1e8, -1e8, 1.0, 1.0, 3.0]
+    a[3] = -0.0
+    a[4, 5] = np.array(0xFFC12345, np.uint32).view(np.float32)
     run_both(
         rtl,
         f"""{LOAD_AB}
