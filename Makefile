@@ -23,8 +23,11 @@ FAULT ?=
 # BACKEND=torch: DEVICE=cpu|cuda; BATCH=n for throughput workloads (GPT-2, mlp).
 DEVICE ?=
 BATCH ?=
+# make fuzz: N random programs from seed SEED on the RTL (HW=config; FAULT=name injects
+# an RTL bug to see it found).
+N ?= 2000
 
-.PHONY: sim waves test test-full lint format gen bench bench-torch bench-tolerances clean
+.PHONY: sim waves test test-full lint format gen bench bench-torch bench-tolerances fuzz coverage clean
 
 # Reinstalled only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -78,6 +81,19 @@ bench-torch: $(STAMP)
 # the ISA model: bench/tolerances.md (docs/golden.md).
 bench-tolerances: $(STAMP)
 	$(PY) bench/tolerances.py
+
+# Constrained-random programs on the RTL in lockstep with the ISA model (verif/): a
+# failure is shrunk, saved under build/fuzz/ and printed with its rerun command.
+fuzz: $(STAMP)
+	$(PY) -m verif fuzz --seed $(SEED) -n $(N) $(if $(HW),--hw $(HW)) $(if $(FAULT),--fault $(FAULT))
+
+# Functional coverage (verif/coverage.py) of every program the ISA model runs in
+# `make test` plus `make fuzz N=$(N)`: the percentage per group and the holes.
+coverage: $(STAMP)
+	rm -rf build/coverage
+	LOOM_COVERAGE_DIR=build/coverage $(PY) -m pytest -q -m "not slow and not gpu"
+	LOOM_COVERAGE_DIR=build/coverage $(PY) -m verif fuzz --seed $(SEED) -n $(N) --out build/coverage/fuzz
+	$(PY) -m verif.coverage report build/coverage --json build/coverage/report.json
 
 clean:
 	rm -rf build

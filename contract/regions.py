@@ -190,7 +190,8 @@ def resolve(i: Insn, hw: HwConfig, dram_bytes: int) -> Operands:
     elif op == Opcode.GATHER:
         if i.idx % INDEX_BYTES:
             raise OperandError(f"index address {i.idx:#x} not aligned to 4 bytes", Fault.DRAM_ALIGN)
-        idx = Dram(None, i.idx, 1, 1, i.rows, 1, "idx")
+        # An empty destination reads and checks no index (ISA v3).
+        idx = Dram(None, i.idx, 1, 1, i.rows if i.cols else 0, 1, "idx")
         if not idx.empty and idx.end > dram_bytes:
             raise OperandError(f"index array at {i.idx:#x} out of range", Fault.DRAM_RANGE)
         r["idx"] = idx

@@ -15,7 +15,7 @@ package loom_pkg;
   localparam int unsigned AccLines = 4096;
 
   // ISA
-  localparam int unsigned IsaVersion = 2;
+  localparam int unsigned IsaVersion = 3;
   localparam int unsigned InsnBits = 256;
   localparam int unsigned IndexBytes = 4;
 

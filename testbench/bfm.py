@@ -49,6 +49,7 @@ class LoomBfm:
         self._lib.loom_ls_retired.restype = ctypes.c_int64
         self._lib.loom_ls_divergence.restype = ctypes.c_int64
         self._lib.loom_ls_wave_window.argtypes = [ctypes.c_int64] * 3
+        self._lib.loom_ls_shadow.restype = ctypes.c_int64
         self._lockstep_buffers: tuple = ()
         self.mapped: str | None = None
         # cocotbext-axi logs every access at INFO and still calls cocotb 1.x APIs that
@@ -158,6 +159,15 @@ class LoomBfm:
         if not self._lib.loom_ls_divergence(out):
             return None
         return list(out)
+
+    def lockstep_shadow(self, mem: int, elems: int) -> np.ndarray:
+        """[elems] uint32: the checker's copy of SPAD (0) or ACC (1) as the RTL's write
+        ports left it (zeros before the first segment)."""
+        out = np.zeros(elems, dtype=np.uint32)
+        self._lib.loom_ls_shadow(
+            ctypes.c_int64(mem), ctypes.c_void_p(out.ctypes.data), ctypes.c_int64(elems)
+        )
+        return out
 
     def wave_window(self, mode: int, lo: int, hi: int) -> None:
         self._lib.loom_ls_wave_window(mode, lo, hi)

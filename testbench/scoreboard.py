@@ -7,12 +7,16 @@ out on its own analysis port, one per checkpoint and one per segment.
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 from pyuvm import uvm_analysis_port, uvm_scoreboard, uvm_subscriber
 
 from contract.blob import binding_view
 from contract.csr import STATUS_FAULT
 from contract.hw import HwConfig
+from contract.isa import Mem
+from contract.regions import OperandError, Sram, resolve
 from sim.ref import ExecError, RefMachine
 from testbench import lockstep
 from testbench.bfm import LoomBfm
@@ -41,7 +45,9 @@ class Scoreboard(uvm_scoreboard):
         self.ap = uvm_analysis_port("ap", self)
         self.bfm: LoomBfm = self.cdb_get("bfm")  # the lockstep checker's buffers
         self.hw: HwConfig = self.cdb_get("hw")
-        self.expected: dict[int, np.ndarray] = {}
+        # Per layer id, the ISA model's tensor at each of its checkpoints, in order (a
+        # program may checkpoint one layer more than once).
+        self.expected: dict[int, deque[np.ndarray]] = {}
         self.ref_fault: ExecError | None = None
         self.ref_dram: np.ndarray | None = None
         self.layers: dict[int, dict] = {}
@@ -73,11 +79,18 @@ class Scoreboard(uvm_scoreboard):
         self.initial_dram = np.array(dram, copy=True)  # to re-run up to a divergence
         ref_dram = np.array(dram, copy=True)
         machine = RefMachine(hw, ref_dram)
+        # SRAM keeps its contents across segments, as the core's does: the ISA model
+        # starts from what the RTL's SRAM holds now, so the whole of it can be compared
+        # at the end.
+        machine.spad[:] = self.bfm.lockstep_shadow(0, hw.spad_elems).view(np.float32)
+        machine.acc[:] = self.bfm.lockstep_shadow(1, hw.acc_elems).view(np.float32)
+        self.machine = machine
 
         def on_checkpoint(layer_id: int) -> None:
             la = self.layers.get(layer_id)
             if la is not None:
-                self.expected[layer_id] = _raw(ref_dram, la["output"]).copy()
+                tensor = _raw(ref_dram, la["output"]).copy()
+                self.expected.setdefault(layer_id, deque()).append(tensor)
 
         self.exp = lockstep.expectations(machine, self.code, self.pc, on_checkpoint)
         self.ref_fault = self.exp.fault
@@ -103,10 +116,11 @@ class Scoreboard(uvm_scoreboard):
         row = {"layer": txn.layer, "cycle": txn.cycle, "retired": txn.retired}
         if la is None:
             row.update(match=False, reason=f"checkpoint {txn.layer} not in the layer table")
-        elif txn.layer not in self.expected:
+        elif not self.expected.get(txn.layer):
             row.update(match=False, reason="the ISA model never reached this checkpoint")
         else:
-            row.update(compare_bits(self.expected[txn.layer], _raw(self.dram, la["output"]), la))
+            expected = self.expected[txn.layer].popleft()
+            row.update(compare_bits(expected, _raw(self.dram, la["output"]), la))
         return CheckpointVerdict(txn.layer, txn.cycle, row)
 
     def verdict(self, outcome: RunOutcome) -> SegmentVerdict:
@@ -126,7 +140,20 @@ class Scoreboard(uvm_scoreboard):
             trace=self.retire_trace().copy(),
             ref_fault=None if self.ref_fault is None else int(self.ref_fault.fault),
             ref_fault_msg=None if self.ref_fault is None else str(self.ref_fault),
-            final=self.final(self.dram) if status == "done" else {"match": True},
+            final=self.final(self.dram) if self._comparable(status, outcome) else {"match": True},
+        )
+
+    def _comparable(self, status: str, outcome: RunOutcome) -> bool:
+        """Whether the end state is defined: the run finished, or it faulted where the
+        ISA model did (everything before the fault has taken effect)."""
+        if status == "done":
+            return True
+        ref = self.ref_fault
+        return (
+            status == "fault"
+            and ref is not None
+            and int(ref.fault) == outcome.fault
+            and ref.pc == outcome.fault_pc
         )
 
     def retire_trace(self) -> np.ndarray:
@@ -146,18 +173,51 @@ class Scoreboard(uvm_scoreboard):
         )
 
     def final(self, dram: np.ndarray) -> dict:
+        """The whole DRAM image and the whole of both SRAMs against the ISA model's (bytes
+        no instruction touched included). After a fault, the faulting instruction's
+        destination is left out: the ISA leaves it undefined."""
         if self.ref_dram is None:
             return {"match": True}
         n = min(dram.size, self.ref_dram.size)
         diff = np.nonzero(dram[:n] != self.ref_dram[:n])[0]
-        if diff.size == 0:
-            return {"match": True}
-        a = int(diff[0])
-        return {
-            "match": False,
-            "reason": f"{diff.size} DRAM bytes differ from the ISA model; first at {a:#x}"
-            f" (RTL {int(dram[a]):#04x}, ISA model {int(self.ref_dram[a]):#04x})",
-        }
+        if diff.size:
+            a = int(diff[0])
+            return {
+                "match": False,
+                "reason": f"{diff.size} DRAM bytes differ from the ISA model; first at {a:#x}"
+                f" (RTL {int(dram[a]):#04x}, ISA model {int(self.ref_dram[a]):#04x})",
+            }
+        undefined = self._fault_destination()
+        for mem, space, ref in ((0, Mem.SPAD, self.machine.spad), (1, Mem.ACC, self.machine.acc)):
+            rtl = self.bfm.lockstep_shadow(mem, ref.size)
+            differ = rtl != ref.view(np.uint32)
+            if undefined is not None and undefined.space == space:
+                for r in range(undefined.rows):
+                    start = undefined.addr + r * undefined.stride
+                    differ[start : start + undefined.cols] = False
+            diff = np.nonzero(differ)[0]
+            if diff.size:
+                e = int(diff[0])
+                return {
+                    "match": False,
+                    "reason": f"{diff.size} {space.name} elements differ from the ISA model;"
+                    f" first at element {e} (RTL {int(rtl[e]):#010x},"
+                    f" ISA model {int(ref.view(np.uint32)[e]):#010x})",
+                }
+        return {"match": True}
+
+    def _fault_destination(self) -> Sram | None:
+        """The SRAM region the ISA model's faulting instruction would have written, when
+        it faulted while executing (its operands resolved)."""
+        err = self.ref_fault
+        if err is None or err.insn is None:
+            return None
+        try:
+            writes = resolve(err.insn, self.hw, self.ref_dram.size).writes
+        except OperandError:
+            return None  # faulted at issue: it wrote nothing
+        dst = next(iter(writes.values()), None)
+        return dst if isinstance(dst, Sram) else None
 
 
 def _raw(dram: np.ndarray, binding: dict) -> np.ndarray:

@@ -5,6 +5,13 @@ import pytest
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+# `make coverage`: sample every ISA-model run of the suite into the functional coverage
+# model (verif/coverage.py); the hits are written when the session ends.
+if os.environ.get("LOOM_COVERAGE_DIR"):
+    from verif import coverage
+
+    coverage.enable(os.environ["LOOM_COVERAGE_DIR"])
+
 from contract.asm import assemble  # noqa: E402
 from contract.hw import DEFAULT_HW  # noqa: E402
 from contract.isa import encode_program  # noqa: E402

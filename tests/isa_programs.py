@@ -9,7 +9,8 @@ def empty_regions(data: int, out: int) -> tuple[str, dict[int, np.ndarray]]:
     """ISA v2's empty regions (docs/isa.md): a region with zero rows or columns touches
     nothing, is never out of range and never overlaps; the rest of the instruction still
     happens. The vadd, move, vrsum, gather, dma_ld and vmask below faulted under v1's
-    integer arithmetic. Results go to
+    integer arithmetic; the second gather (no columns, out-of-range indices) reads and
+    checks no index since v3, as the RTL always did. Results go to
     DRAM at `out`: the bias row (MATMUL k=0 with bias), zeros (MATMUL k=0), the SUM
     identity -0.0 in lane 0 of two rows (VREDUCE with cols=0) and an ACC line that no
     empty instruction may touch. Returns (source, {address: data})."""
@@ -22,6 +23,7 @@ def empty_regions(data: int, out: int) -> tuple[str, dict[int, np.ndarray]]:
     vrsum dst=0 dst_stride=16 a=0 a_stride=16 rows=0 cols=16
     vrsum dst=512 dst_stride=16 a=528 a_stride=16 rows=2 cols=0
     gather space=acc dtype=fp32 sram=0 sram_stride=16 table_addr={data} table_rs=16 table_rows=4 idx=0xfffffff0 rows=0 cols=16
+    gather space=acc dtype=fp32 sram=0 sram_stride=16 table_addr={data} table_rs=16 table_rows=1 idx={data} rows=3 cols=0
     dma_ld space=spad dtype=fp32 sram=262160 sram_stride=16 dram={data} dram_rs=16 dram_cs=1 rows=0 cols=16
     dma_st space=acc dtype=fp32 sram=0 sram_stride=16 dram=0xfffffff0 dram_rs=16 dram_cs=1 rows=2 cols=0
     vmask dst=65552 dst_stride=16 a=65552 a_stride=16 rows=0 cols=16 offset=0 imm=-inf

@@ -184,10 +184,15 @@ def test_blob_round_trip_and_refusals(tmp_path):
     bad[8] = 9  # format version
     with pytest.raises(BlobError, match="format version 9"):
         compiler.Program.from_bytes(bytes(bad))
-    bad = bytearray(blob)
-    bad[12] = 1  # a blob of ISA v1 (before empty regions were defined)
-    with pytest.raises(BlobError, match="blob targets ISA v1; this Loom implements ISA v2"):
-        compiler.Program.from_bytes(bytes(bad))
+    # Blobs of ISA v1 (before empty regions were defined) and v2 (before the zero-column
+    # GATHER and misaligned start pc rules) are refused.
+    for old in (1, 2):
+        bad = bytearray(blob)
+        bad[12] = old
+        with pytest.raises(
+            BlobError, match=f"blob targets ISA v{old}; this Loom implements ISA v3"
+        ):
+            compiler.Program.from_bytes(bytes(bad))
     with pytest.raises(BlobError, match="bad magic"):
         compiler.Program.from_bytes(b"ELF" + bytes(100))
     with pytest.raises(BlobError, match="truncated"):

@@ -140,6 +140,28 @@ def test_fetch_range_after_the_last_instruction():
         assert np.array_equal(after, expected_image(dram))
 
 
+MISALIGNED_PC = INSN_BYTES + 16  # inside instruction 1 of any program below
+
+
+def test_misaligned_start_pc():
+    """A start pc inside an instruction is FETCH_RANGE at that pc before anything runs
+    (docs/isa.md; the RTL always did this, the ISA model ran the misaligned words)."""
+    for machine in ("ref", "torch"):
+        dram, code = image("illegal opcode")
+        before = dram.copy()
+        with pytest.raises(ExecError) as err:
+            if machine == "ref":
+                RefMachine(DEFAULT_HW, dram).run(code, MISALIGNED_PC)
+            else:
+                TorchBackend(DEFAULT_HW).run_segment(dram, code, MISALIGNED_PC, lambda layer: None)
+        assert (err.value.fault, err.value.index, err.value.pc) == (
+            Fault.FETCH_RANGE,
+            0,
+            MISALIGNED_PC,
+        ), machine
+        assert np.array_equal(dram, before), machine
+
+
 def test_gather_fault_in_a_late_iteration_of_a_loop():
     """Eight gather + store tiles, as a tiled embedding lookup emits them; the sixth
     gather's index is out of range. The torch backend, which runs the whole segment
@@ -234,3 +256,16 @@ def test_rtl_bus_error():
     assert err.value.fault == Fault.BUS_ERROR, str(err.value)
     assert (err.value.index, err.value.pc) == (AT, AT * INSN_BYTES)
     assert np.array_equal(dram, expected_image(image("dram range")[0]))
+
+
+@pytest.mark.rtl
+def test_rtl_misaligned_start_pc(rtl):
+    from sim.rtl.backend import RtlError
+
+    dram, code = image("illegal opcode")
+    before = dram.copy()
+    with pytest.raises(RtlError) as err:
+        rtl.run_segment(dram, code, MISALIGNED_PC, lambda layer: None)
+    assert (err.value.fault, err.value.index, err.value.pc) == (Fault.FETCH_RANGE, 0, MISALIGNED_PC)
+    assert "the ISA model reports the same fault" in str(err.value)
+    assert np.array_equal(dram, before)

@@ -1,4 +1,4 @@
-"""Every ISA v2 instruction on the RTL, checked bit for bit against the ISA model.
+"""Every ISA v3 instruction on the RTL, checked bit for bit against the ISA model.
 
 Each test assembles a program, places data in DRAM, runs it on both the RTL (one
 simulator process for the module) and the ISA model, and compares the whole DRAM image.

@@ -25,6 +25,7 @@ ROOMS = {
     "sim.rtl": "rtl backend",
     "sim.cli": "command line",
     "sim.__main__": "command line",
+    "verif": "verification",
     "sim": "api",  # sim/__init__.py
 }
 # What each room may import (besides itself). Lower rooms never import higher ones.
@@ -38,6 +39,7 @@ ALLOWED = {
     "torch backend": {"contract", "isa model", "runtime"},
     "rtl backend": {"contract", "isa model", "runtime", "testbench"},
     "api": {"runtime"},
+    "verification": {"contract", "isa model", "rtl backend"},
     "command line": {
         "contract",
         "isa model",
@@ -50,7 +52,7 @@ ALLOWED = {
         "api",
     },
 }
-PACKAGES = ["contract", "compiler", "golden", "sim", "testbench"]
+PACKAGES = ["contract", "compiler", "golden", "sim", "testbench", "verif"]
 
 
 def room_of(module: str) -> str | None:

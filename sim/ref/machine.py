@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -85,6 +86,13 @@ def fetch_segment(code: bytes, pc: int, max_insns: int = 50_000_000):
     """Yield (index, pc, instruction) from pc through HALT, as the core fetches: running
     off the code, an illegal word and a missing HALT are faults (ExecError)."""
     index = 0
+    if pc % INSN_BYTES:
+        raise ExecError(
+            f"pc {pc:#x} is not a multiple of the {INSN_BYTES}-byte instruction",
+            index,
+            pc,
+            fault=Fault.FETCH_RANGE,
+        )
     while True:
         if pc + INSN_BYTES > len(code) or pc < 0:
             raise ExecError(
@@ -122,6 +130,23 @@ _BINARY = {
     VBinFunct.MAX: nx.vmax,
     VBinFunct.MIN: nx.vmin,
 }
+
+
+class Observer(Protocol):
+    """Code outside the model that watches every run (functional coverage: verif/).
+    Registered in OBSERVERS; the model never imports one."""
+
+    def start(self, machine: RefMachine, pc: int) -> None:
+        """A run begins at pc."""
+
+    def issue(self, machine: RefMachine, index: int, pc: int, insn: Insn) -> None:
+        """Before `insn` takes effect (its operands still hold their inputs)."""
+
+    def fault(self, machine: RefMachine, err: ExecError) -> None:
+        """The run stopped with err."""
+
+
+OBSERVERS: list[Observer] = []
 
 
 class RefMachine:
@@ -173,7 +198,24 @@ class RefMachine:
         """Execute from start_pc until HALT (or until stop_after instructions have
         retired); returns the pc after the last retired instruction. on_retire(index, pc,
         insn) is called after each instruction has taken effect."""
+        observers = tuple(OBSERVERS)
+        for obs in observers:
+            obs.start(self, start_pc)
+        try:
+            return self._run(
+                code, start_pc, on_checkpoint, trace, max_insns, on_retire, stop_after, observers
+            )
+        except ExecError as e:
+            for obs in observers:
+                obs.fault(self, e)
+            raise
+
+    def _run(
+        self, code, start_pc, on_checkpoint, trace, max_insns, on_retire, stop_after, observers
+    ) -> int:
         for index, pc, insn in fetch_segment(code, start_pc, max_insns):
+            for obs in observers:
+                obs.issue(self, index, pc, insn)
             try:
                 self.step(insn, on_checkpoint)
             except ExecError as e:
@@ -211,6 +253,8 @@ class RefMachine:
         dst[...] = nx.f32_to_bf16_bits(src) if i.dtype == DType.BF16 else src
 
     def _exec_gather(self, i: Insn, ops: Operands) -> None:
+        if ops.writes["dst"].empty:
+            return  # moves nothing, reads no index (ISA v3)
         table, dst = self.view(ops.reads["table"]), self.view(ops.writes["dst"])
         # Indices are checked as they are read, after the static checks.
         idx = self.view(ops.reads["idx"])[:, 0]

@@ -69,6 +69,10 @@ class RtlError(RuntimeError):
         self.pc = pc  # the instruction it happened at, when known
 
 
+class HangError(RtlError):
+    """No HALT within the watchdog's cycle budget."""
+
+
 class DivergenceError(RtlError):
     """The RTL's retire trace first departed from the ISA model's at `divergence`."""
 
@@ -377,6 +381,8 @@ class VerilatorBackend:
             err = DivergenceError(d)
             err.trace = self.trace  # the retirements up to the divergence (trace=True)
             raise err
+        if not msg["final"]["match"]:  # whole DRAM and SRAM, also after a matching fault
+            self._stats["isa_mismatches"].append({"layer": None, **msg["final"]})
         seen = bool(self._stats["layer_cycles"])
         layer = self._layer_after(msg["last_layer"], seen) if self.layer_paths else "-"
         if status == "fault":
@@ -398,7 +404,7 @@ class VerilatorBackend:
             )
         if status == "timeout":
             where = self._where(listing, msg["current_index"], msg["current_pc"])
-            raise RtlError(
+            raise HangError(
                 f"simulation hang: no HALT within the watchdog budget ({msg['cycles']} cycles);"
                 f" {msg['retired']} instructions retired, stuck at {where}; layer {layer}",
                 index=msg["current_index"],
@@ -406,8 +412,6 @@ class VerilatorBackend:
             )
         if msg["ref_fault"] is not None:
             raise RtlError(f"the RTL finished but the ISA model faulted: {msg['ref_fault_msg']}")
-        if not msg["final"]["match"]:
-            self._stats["isa_mismatches"].append({"layer": None, **msg["final"]})
 
     def _print_progress(self, layer, ref, cycle, retired, n_insns, t0) -> None:
         now = time.perf_counter()

@@ -170,6 +170,17 @@ int64_t loom_ls_divergence(int64_t* out) {
   return 1;
 }
 
+// Copy the shadow of SPAD (mem 0) or ACC (mem 1) into out[n]: the RTL's SRAM contents
+// as its write ports left them, for the whole-SRAM comparison at the end of a segment.
+// Returns the words copied.
+int64_t loom_ls_shadow(int64_t mem, uint32_t* out, int64_t n) {
+  const auto& shadow = g.shadow[mem != 0 ? 1 : 0];
+  const int64_t size = static_cast<int64_t>(shadow.size());
+  const int64_t count = n < size ? n : size;
+  if (count > 0) std::memcpy(out, shadow.data(), static_cast<size_t>(count) * sizeof(uint32_t));
+  return count;
+}
+
 // The waveform window (see the file comment); mode 0 switches tracing off.
 void loom_ls_wave_window(int64_t mode, int64_t lo, int64_t hi) {
   g.wave_mode = mode;
