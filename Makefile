@@ -27,7 +27,7 @@ BATCH ?=
 # an RTL bug to see it found).
 N ?= 2000
 
-.PHONY: sim waves test test-full lint format gen bench bench-torch bench-tolerances fuzz coverage clean
+.PHONY: sim waves test test-full lint format gen bench bench-torch bench-tolerances fuzz coverage bench-verif clean
 
 # Reinstalled only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -94,6 +94,11 @@ coverage: $(STAMP)
 	LOOM_COVERAGE_DIR=build/coverage $(PY) -m pytest -q -m "not slow and not gpu"
 	LOOM_COVERAGE_DIR=build/coverage $(PY) -m verif fuzz --seed $(SEED) -n $(N) --out build/coverage/fuzz
 	$(PY) -m verif.coverage report build/coverage --json build/coverage/report.json
+
+# The verification figures (fuzz outcomes, functional coverage and its holes, counters
+# checked, a from-scratch RTL build) into bench/verification.{json,md}.
+bench-verif: coverage
+	$(PY) bench/verification.py --build-time
 
 clean:
 	rm -rf build

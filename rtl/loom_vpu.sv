@@ -43,6 +43,10 @@ module loom_vpu
   // Compiled in only with +define+LOOM_FAULT_INJECT.
   logic fault_add_round;
   initial fault_add_round = $test$plusargs("loom_fault_vpu_add_round");
+  // +loom_fault_vpu_mask_spill: a partial line's ACC write also writes the lane after
+  // the last column (outside the destination: only a whole-SRAM comparison sees it).
+  logic fault_mask_spill;
+  initial fault_mask_spill = $test$plusargs("loom_fault_vpu_mask_spill");
 `endif
 
   function automatic vop_t unpack(logic [InsnBits-1:0] w);
@@ -263,6 +267,9 @@ module loom_vpu
           mem.acc.wr_en = 1'b1;
           mem.acc.wr_line = line_of(op_q.dst, op_q.dst_stride, ex_row_q, ex_chunk_q);
           mem.acc.wr_mask = D'((64'd1 << ncols) - 64'd1);
+`ifdef LOOM_FAULT_INJECT
+          if (fault_mask_spill) mem.acc.wr_mask = D'((64'd1 << (ncols + 1)) - 64'd1);
+`endif
           mem.acc.wr_data = out;
         end else begin
           mem.spad.wr_en = 1'b1;

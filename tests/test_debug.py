@@ -151,8 +151,13 @@ FAULT_EXPECTATIONS = {
 }
 
 
+# Faults whose signature is not a lockstep divergence, exercised elsewhere: a write outside
+# every destination is seen only by the whole-SRAM comparison (tests/test_fuzz.py).
+ELSEWHERE = {"vpu_mask_spill"}
+
+
 def test_every_fault_is_exercised_and_compiled_in():
-    assert set(FAULT_EXPECTATIONS) == set(FAULTS)
+    assert set(FAULT_EXPECTATIONS) | ELSEWHERE == set(FAULTS)
     rtl = "".join(p.read_text() for p in (ROOT / "rtl").glob("loom_*.sv"))
     for name in FAULTS:
         assert f'$test$plusargs("loom_fault_{name}")' in rtl, name

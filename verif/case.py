@@ -86,12 +86,6 @@ def data_image(seed: tuple[int, int]) -> np.ndarray:
     return dram
 
 
-def pool_indices(seed: tuple[int, int], pool: int) -> np.ndarray:
-    """The indices of one pool, as data_image writes them."""
-    image = data_image(seed)
-    return image[pool_addr(pool) : pool_addr(pool) + 4 * POOL_LEN].view(np.int32).copy()
-
-
 def checkpoint_layers() -> dict[int, dict]:
     """The layer table the RTL scoreboard compares at each CHECKPOINT."""
     return {

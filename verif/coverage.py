@@ -59,8 +59,8 @@ from sim.ref import OBSERVERS, ExecError, RefMachine
 PAGE = 4096
 UNITS = ("dma", "mxu", "vpu")
 LAYOUTS = ("rows", "transposed", "strided", "broadcast", "single")
-SIZES = ("one", "part", "line", "lines", "lines+part")
-KS = ("one", "part", "line", "lines", "lines+part", "empty")
+SIZES = ("one", "part", "line", "lines", "lines+part", "many")
+KS = (*SIZES, "empty")
 VALUE_CLASSES = ("+0", "-0", "subnormal", "normal", "+inf", "-inf", "nan")
 DISTANCES = ("1", "2", "3-4", "5-8")
 MEMS = ("SPAD", "ACC", "DRAM")
@@ -129,6 +129,8 @@ def _contains(result, b) -> bool:
 
 
 def _size(n: int, line: int) -> str:
+    if n >= 8 * line:
+        return "many"  # eight lines or more: long transfers and reductions, big tiles
     if n == 1:
         return "one"
     if n < line:

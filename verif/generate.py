@@ -51,8 +51,8 @@ from verif.case import (
     POOL_LEN,
     POOL_ROWS,
     Case,
+    data_image,
     pool_addr,
-    pool_indices,
     special_values,
 )
 
@@ -96,7 +96,7 @@ class Generator:
         self.line = hw.line_elems
         self.rng = np.random.default_rng([*seed, 0x6E4])
         self.recent: list[Sram | Dram] = []
-        self.pools = [pool_indices(seed, p) for p in range(len(POOL_ROWS))]
+        self.image = data_image(seed)  # what GATHERs will read as indices
 
     # ------------------------------------------------------------ small draws
     def _p(self, p: float) -> bool:
@@ -110,8 +110,9 @@ class Generator:
         if self._p(empty):
             return 0
         line = self.line
-        cls = self._pick(["one", "line", "line+1", "line-1", "lines", "few", "any"])
+        cls = self._pick(["one", "line", "line+1", "line-1", "lines", "few", "any"] * 3 + ["big"])
         return {
+            "big": int(self.rng.integers(8 * line, 8 * line + 4 * big)),  # fills the zone
             "one": 1,
             "line": line,
             "line+1": line + 1,
@@ -136,7 +137,7 @@ class Generator:
             base = self._pick(mine[-6:]).addr  # read (or overwrite) what was written
             return max(0, base + line * self._pick([0, 0, 0, 1, -1, 2]))
         span = (rows - 1) * stride + cols if rows and cols else 0
-        if self._p(0.08) and span:
+        if self._p(0.08) and 0 < span <= size:
             return (size - span) // line * line  # the region ends at the end of memory
         return line * int(self.rng.integers(0, WINDOW_LINES))
 
@@ -205,7 +206,9 @@ class Generator:
             table_rows = POOL_ROWS[pool] + self._pick([0, 0, 1, 5])
             table_rs = cols + self._pick([0, 0, 3])
             span = ((table_rows - 1) * table_rs + max(cols, 1)) * dtype.size
-            table = int(self.rng.integers(DATA_BASE, DRAM_BYTES - span)) // 4 * 4
+            table = (
+                int(self.rng.integers(DATA_BASE, max(DATA_BASE + 1, DRAM_BYTES - span))) // 4 * 4
+            )
             sram, stride = self._sram(space, rows, cols)
             return make(
                 op, space=space, dtype=dtype, sram=sram, sram_stride=stride, table_addr=table,
@@ -292,16 +295,22 @@ class Generator:
         return insn.opcode != Opcode.GATHER or self._gather_in_bounds(insn)
 
     def _gather_slice(self, insn: Insn) -> np.ndarray:
-        """The indices the gather reads (none when its destination is empty)."""
-        pool, offset = divmod((insn.idx - INDEX_BASE) // 4, POOL_LEN)
-        return self.pools[pool][offset : offset + (insn.rows if insn.cols else 0)]
+        """The indices the gather reads from the case's image (none when its
+        destination is empty)."""
+        n = insn.rows if insn.cols else 0
+        if n == 0 or insn.idx % 4 or insn.idx + 4 * n > DRAM_BYTES:
+            return np.zeros(0, dtype=np.int32)
+        return self.image[insn.idx : insn.idx + 4 * n].view(np.int32)
 
     def _gather_in_bounds(self, insn: Insn) -> bool:
         return bool(np.all(self._gather_slice(insn) < insn.table_rows))
 
     def insn(self, op: Opcode) -> Insn:
         for _ in range(TRIES):
-            candidate = self._draw(op)
+            try:
+                candidate = self._draw(op)
+            except IllegalInstruction:  # a field does not fit its bits: draw again
+                continue
             if self.legal(candidate):
                 self._remember(candidate)
                 return candidate
@@ -329,7 +338,10 @@ class Generator:
         edits = _EDITS[fault]
         for _ in range(TRIES):
             op, edit = self._pick(edits)
-            base = self._draw(op)
+            try:
+                base = self._draw(op)
+            except IllegalInstruction:
+                continue
             if not self.legal(base):
                 continue
             try:
