@@ -4,7 +4,8 @@
   codes, CSR offsets, insn_legal() (the build also renders it per hardware config);
 - docs/isa.md: the encoding tables (between markers);
 - sim/rtl/hdl/loom_lockstep_gen.h: the lockstep checker's region record, region kinds,
-  reasons, window modes and digest constants (contract/lockstep.py).
+  reasons, window modes and digest constants, and the AXI4 rules and channels of the
+  DRAM port's checker (contract/lockstep.py).
 
 `python -m contract.gen` (make gen) writes them; `--check` (and tests/test_structure.py)
 fails when a committed file drifts.
@@ -216,6 +217,12 @@ def render_lockstep_header() -> str:
         *_cc_enum("RegionKind", lockstep.RegionKind, "Region"),
         *_cc_enum("Reason", lockstep.Reason, "Reason"),
         *_cc_enum("WindowMode", lockstep.WindowMode, "Window"),
+        *_cc_enum("AxiRule", lockstep.AxiRule, "Axi"),
+        "enum AxiChannel : int64_t { "
+        + ", ".join(
+            f"kChannel{_camel(c.lower())} = {i}" for i, c in enumerate(lockstep.AXI_CHANNELS)
+        )
+        + " };",
         "",
         "// What one instruction wrote (contract.lockstep.Record), one per instruction.",
         "struct Region {",

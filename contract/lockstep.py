@@ -51,6 +51,31 @@ REASON_TEXT = {
 }
 
 
+class AxiRule(IntEnum):
+    """The AXI4 rules the simulated DRAM checks on the core's DRAM port
+    (sim/rtl/hdl/loom_axi_check.cc); the first one broken fails the run."""
+
+    OK = 0
+    UNALIGNED = 1  # a burst address not aligned to the bus (full-width beats only)
+    CROSSES_4K = 2  # a burst crosses a 4 KiB boundary
+    WLAST = 3  # WLAST not exactly on the last beat of its burst
+    VALID_DROPPED = 4  # a valid withdrawn before its handshake
+    PAYLOAD_CHANGED = 5  # a stalled transfer's address, length or data changed
+    UNANSWERED = 6  # a request without its response when the segment ended
+
+
+AXI_RULE_TEXT = {
+    AxiRule.UNALIGNED: "burst address not aligned to the bus width",
+    AxiRule.CROSSES_4K: "burst crosses a 4 KiB boundary",
+    AxiRule.WLAST: "WLAST not on the last beat of the burst",
+    AxiRule.VALID_DROPPED: "VALID withdrawn before READY",
+    AxiRule.PAYLOAD_CHANGED: "payload changed while VALID waited for READY",
+    AxiRule.UNANSWERED: "requests still outstanding when the segment ended",
+}
+# The channels a violation names.
+AXI_CHANNELS = ("AR", "AW", "W", "R", "B")
+
+
 class WindowMode(IntEnum):
     """When a traced build dumps waveforms."""
 

@@ -101,8 +101,17 @@ class Dram:
             return self.addr
         return self.addr + ((self.rows - 1) * self.rs + (self.cols - 1) * self.cs + 1) * self.size
 
+    def overlaps(self, other: Dram) -> bool:
+        """Whether the two byte spans share a byte (empty regions share none)."""
+        return not (self.empty or other.empty) and self.addr < other.end and other.addr < self.end
+
 
 Region = Sram | Dram
+
+
+def overlap(a: Region, b: Region) -> bool:
+    """Whether two regions share memory (an SRAM and a DRAM region never do)."""
+    return type(a) is type(b) and a.overlaps(b)
 
 
 @dataclass

@@ -82,6 +82,10 @@ module loom_dma
   // Compiled in only with +define+LOOM_FAULT_INJECT.
   logic fault_stride;
   initial fault_stride = $test$plusargs("loom_fault_dma_stride");
+  // +loom_fault_dma_burst_4k: row bursts are not split at 4 KiB boundaries (the data is
+  // right; only the DRAM port's AXI4 rule checker sees it).
+  logic fault_burst_4k;
+  initial fault_burst_4k = $test$plusargs("loom_fault_dma_burst_4k");
 `endif
 
   // ------------------------------------------------------------------ registers
@@ -170,6 +174,9 @@ module loom_dma
       by_burst = 32'(MaxBurstBeats * BusBytes) - 32'(pc_addr[OffBits-1:0]);
       by_4k = 32'd4096 - {20'd0, pc_addr[11:0]};
       n = left < by_burst ? left : by_burst;
+`ifdef LOOM_FAULT_INJECT
+      if (fault_burst_4k) by_4k = 32'hFFFF_FFFF;
+`endif
       n = n < by_4k ? n : by_4k;
       pc_row_end = iss_pos_q + n >= row_bytes;
     end

@@ -50,6 +50,7 @@ class LoomBfm:
         self._lib.loom_ls_divergence.restype = ctypes.c_int64
         self._lib.loom_ls_wave_window.argtypes = [ctypes.c_int64] * 3
         self._lib.loom_ls_shadow.restype = ctypes.c_int64
+        self._lib.loom_axi_end.restype = ctypes.c_int64
         self._lockstep_buffers: tuple = ()
         self.mapped: str | None = None
         # cocotbext-axi logs every access at INFO and still calls cocotb 1.x APIs that
@@ -168,6 +169,19 @@ class LoomBfm:
             ctypes.c_int64(mem), ctypes.c_void_p(out.ctypes.data), ctypes.c_int64(elems)
         )
         return out
+
+    def axi_begin(self, bus_bytes: int) -> None:
+        """A segment starts: the DRAM port's rule checker starts afresh."""
+        self._lib.loom_axi_begin(ctypes.c_int64(bus_bytes))
+
+    def axi_end(self, cycle: int, complete: bool) -> dict | None:
+        """The first AXI4 rule broken in this segment (with `complete`, also requests
+        left unanswered), or None."""
+        out = (ctypes.c_int64 * 6)()
+        if not self._lib.loom_axi_end(ctypes.c_int64(cycle), ctypes.c_int64(complete), out):
+            return None
+        keys = ("rule", "channel", "cycle", "addr", "len", "retired")
+        return dict(zip(keys, list(out), strict=True))
 
     def wave_window(self, mode: int, lo: int, hi: int) -> None:
         self._lib.loom_ls_wave_window(mode, lo, hi)

@@ -38,7 +38,9 @@ class Scoreboard(uvm_scoreboard):
     the digest of what it wrote; those go to the lockstep checker in the simulator,
     which compares every retirement as it happens (testbench/lockstep.py). Each
     checkpoint's tensor is compared bit for bit in the RTL's DRAM; at the end of the
-    segment the whole DRAM image, and the checker's first disagreement is explained."""
+    segment the whole DRAM image and both whole SRAMs (the checker's shadow of them), the
+    DRAM port's AXI4 rule checker is read, and the checker's first disagreement is
+    explained."""
 
     def build_phase(self):
         self.analysis_export = uvm_subscriber.uvm_AnalysisImp("analysis_export", self, self.write)
@@ -85,6 +87,7 @@ class Scoreboard(uvm_scoreboard):
         machine.spad[:] = self.bfm.lockstep_shadow(0, hw.spad_elems).view(np.float32)
         machine.acc[:] = self.bfm.lockstep_shadow(1, hw.acc_elems).view(np.float32)
         self.machine = machine
+        self.bfm.axi_begin(hw.dram_bus_bits // 8)
 
         def on_checkpoint(layer_id: int) -> None:
             la = self.layers.get(layer_id)
@@ -141,6 +144,7 @@ class Scoreboard(uvm_scoreboard):
             ref_fault=None if self.ref_fault is None else int(self.ref_fault.fault),
             ref_fault_msg=None if self.ref_fault is None else str(self.ref_fault),
             final=self.final(self.dram) if self._comparable(status, outcome) else {"match": True},
+            axi=self.bfm.axi_end(outcome.cycles, complete=status in ("done", "fault")),
         )
 
     def _comparable(self, status: str, outcome: RunOutcome) -> bool:

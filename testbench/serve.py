@@ -80,6 +80,7 @@ def _end_reply(v: SegmentVerdict) -> dict:
         "ref_fault": v.ref_fault,
         "ref_fault_msg": v.ref_fault_msg,
         "final": v.final,
+        "axi": v.axi,
     }
 
 

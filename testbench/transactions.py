@@ -104,3 +104,6 @@ class SegmentVerdict:
     ref_fault: int | None
     ref_fault_msg: str | None
     final: dict = field(default_factory=lambda: {"match": True})
+    # The first AXI4 rule the core broke on its DRAM port (contract.lockstep.AxiRule):
+    # rule, channel, cycle, addr, len, retired before it; None when none.
+    axi: dict | None = None

@@ -53,7 +53,7 @@ from contract.isa import (
     VReduceFunct,
     VUnaryFunct,
 )
-from contract.regions import Dram, OperandError, Sram, resolve
+from contract.regions import Dram, OperandError, overlap, resolve
 from sim.ref import OBSERVERS, ExecError, RefMachine
 
 PAGE = 4096
@@ -362,7 +362,7 @@ class Sampler:
             if r.empty:
                 continue
             for at, unit, written in reversed(self.writes):
-                if any(_overlap(r, w) for w in written):
+                if any(overlap(r, w) for w in written):
                     mem = "DRAM" if isinstance(r, Dram) else Mem(r.space).name
                     deps.add((unit, insn.unit, mem))
                     if nearest is None or index - at < nearest:
@@ -377,14 +377,6 @@ class Sampler:
         if written:
             self.writes.append((index, insn.unit, written))
             del self.writes[:-8]
-
-
-def _overlap(a, b) -> bool:
-    if isinstance(a, Sram) and isinstance(b, Sram):
-        return a.overlaps(b)
-    if isinstance(a, Dram) and isinstance(b, Dram):
-        return a.addr < b.end and b.addr < a.end
-    return False
 
 
 # ------------------------------------------------------------------ files and report

@@ -30,7 +30,7 @@ COUNTED = ("cycles", "retired", "macs", "dma_rd_bytes", "dma_wr_bytes", "dma_bus
 @dataclass
 class Verdict:
     ok: bool
-    kind: str  # pass | divergence | mismatch | outcome | counters | hang | error
+    kind: str  # pass | divergence | mismatch | outcome | counters | protocol | hang | error
     expected: str  # "halt" or the ISA model's fault name
     message: str = ""
     cycles: int = 0
@@ -140,7 +140,7 @@ class Runner:
         self.backend.close()
 
     def run(self, case: Case) -> Verdict:
-        from sim.rtl.backend import DivergenceError, HangError, RtlError
+        from sim.rtl.backend import DivergenceError, HangError, ProtocolError, RtlError
 
         account = expected_outcome(self.hw, case)
         want = account.error
@@ -170,6 +170,8 @@ class Runner:
             verdict = Verdict(False, "divergence", expected, str(e))
         except HangError as e:
             verdict = Verdict(False, "hang", expected, str(e))
+        except ProtocolError as e:
+            verdict = Verdict(False, "protocol", expected, str(e))
         except RtlError as e:
             if e.fault is None and want is None:
                 verdict = Verdict(False, "error", expected, str(e))

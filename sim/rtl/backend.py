@@ -38,7 +38,7 @@ import numpy as np
 from contract.blob import Listing
 from contract.hw import HwConfig
 from contract.isa import INSN_BYTES, Fault, Mem, Opcode
-from contract.lockstep import Reason
+from contract.lockstep import AXI_CHANNELS, AXI_RULE_TEXT, AxiRule, Reason
 from contract.regions import Dram, OperandError, Sram, resolve
 from sim.ref import Retired
 from sim.rtl import build as rtl_build
@@ -71,6 +71,10 @@ class RtlError(RuntimeError):
 
 class HangError(RtlError):
     """No HALT within the watchdog's cycle budget."""
+
+
+class ProtocolError(RtlError):
+    """The core broke an AXI4 rule on its DRAM port (contract.lockstep.AxiRule)."""
 
 
 class DivergenceError(RtlError):
@@ -354,7 +358,7 @@ class VerilatorBackend:
         if msg["status"] == "timeout" or msg.get("divergence") is not None:
             # The core is still busy with the hung or diverged segment: start afresh.
             self.close()
-        self._finish(msg, listing)
+        self._finish(msg, listing, pc)
 
     def _record_trace(self, records: np.ndarray, listing: Listing) -> None:
         if self.trace is None:
@@ -373,8 +377,11 @@ class VerilatorBackend:
         nxt = [i for i in ids if i > last_layer] if seen_any else ids
         return self.layer_paths[nxt[0]] if nxt else "(after the last checkpoint)"
 
-    def _finish(self, msg: dict, listing: Listing) -> None:
+    def _finish(self, msg: dict, listing: Listing, start_pc: int) -> None:
         status = msg["status"]
+        if msg.get("axi") is not None:
+            self.close()  # the port may be left mid-transfer: start afresh next time
+            raise ProtocolError(self._axi_report(msg["axi"], listing, start_pc))
         if msg.get("divergence") is not None:
             d: Divergence = msg["divergence"]
             d.layer = listing.layer_of(d.expected_pc if d.reason == Reason.PC else d.pc)
@@ -412,6 +419,22 @@ class VerilatorBackend:
             )
         if msg["ref_fault"] is not None:
             raise RtlError(f"the RTL finished but the ISA model faulted: {msg['ref_fault_msg']}")
+
+    def _axi_report(self, v: dict, listing: Listing, start_pc: int) -> str:
+        rule = AxiRule(v["rule"])
+        channel = AXI_CHANNELS[v["channel"]]
+        if rule == AxiRule.UNANSWERED:
+            what = f"{v['addr']} read and {v['len']} write bursts unanswered"
+        elif channel == "W":
+            what = f"W beat (burst beats left {v['len']})"
+        else:
+            what = f"{channel} addr {v['addr']:#x} len {v['len']} ({v['len'] + 1} beats)"
+        index = v["retired"]  # the instruction in flight (the ISA has no branches)
+        where = self._where(listing, index, start_pc + index * INSN_BYTES)
+        return (
+            f"AXI4 rule broken on the DRAM port: {AXI_RULE_TEXT[rule]}: {what}, DRAM cycle"
+            f" {v['cycle']}, during {where}"
+        )
 
     def _print_progress(self, layer, ref, cycle, retired, n_insns, t0) -> None:
         now = time.perf_counter()

@@ -44,7 +44,7 @@ CORE_SOURCES = [
     "loom_core.sv",
 ]
 TB_SOURCES = ["loom_axi_dram.sv", "loom_tb_top.sv"]
-DPI_SOURCES = ["loom_dram.cc", "loom_lockstep.cc"]
+DPI_SOURCES = ["loom_dram.cc", "loom_lockstep.cc", "loom_axi_check.cc"]
 
 # Speed over everything: -O2 C++, one thread, only the testbench-facing ports public.
 FAST_FLAGS = [

@@ -1,7 +1,9 @@
 // Simulated DRAM: an AXI4 subordinate over the DPI-C backing store (loom_dram.cc).
 // Reads return their first beat LatencyCycles after the address handshake and then one
 // beat every BeatCycles; several bursts may be outstanding. Accesses outside the backing
-// store answer SLVERR. Testbench-only (not part of the core).
+// store answer SLVERR. Every cycle the manager holds a VALID, and every response
+// handshake, goes to the AXI4 rule checker (loom_axi_check.cc). Testbench-only (not part
+// of the core).
 module loom_axi_dram
   import loom_axi_pkg::*;
 #(
@@ -26,6 +28,15 @@ module loom_axi_dram
                                                    input bit [StrbBits-1:0] strb);
   import "DPI-C" function int loom_dram_write32(input longint unsigned addr,
                                                 input int unsigned value);
+  import "DPI-C" function void loom_axi_ar(input longint cycle, input int ready,
+                                           input longint addr, input int len);
+  import "DPI-C" function void loom_axi_aw(input longint cycle, input int ready,
+                                           input longint addr, input int len);
+  import "DPI-C" function void loom_axi_w(input longint cycle, input int ready, input int last,
+                                          input bit [DataBits-1:0] data,
+                                          input bit [StrbBits-1:0] strb);
+  import "DPI-C" function void loom_axi_r(input longint cycle, input int last);
+  import "DPI-C" function void loom_axi_b(input longint cycle);
 
   localparam int unsigned Depth = 16;
   localparam int unsigned PtrBits = $clog2(Depth);
@@ -144,6 +155,24 @@ module loom_axi_dram
       if (host_we_i) begin
         void'(loom_dram_write32(64'(host_addr_i), host_wdata_i));
       end
+    end
+  end
+
+  // ---- AXI4 rule checking: the manager's side of every channel, as it is this cycle.
+  always_ff @(posedge clk_i) begin
+    if (rst_ni) begin
+      if (req_i.ar_valid) begin
+        loom_axi_ar(64'(now_q), int'(rsp_o.ar_ready), 64'(req_i.ar_addr), int'(req_i.ar_len));
+      end
+      if (req_i.aw_valid) begin
+        loom_axi_aw(64'(now_q), int'(rsp_o.aw_ready), 64'(req_i.aw_addr), int'(req_i.aw_len));
+      end
+      if (req_i.w_valid) begin
+        loom_axi_w(64'(now_q), int'(rsp_o.w_ready), int'(req_i.w_last), req_i.w_data,
+                   req_i.w_strb);
+      end
+      if (rsp_o.r_valid && req_i.r_ready) loom_axi_r(64'(now_q), int'(rsp_o.r_last));
+      if (rsp_o.b_valid && req_i.b_ready) loom_axi_b(64'(now_q));
     end
   end
 

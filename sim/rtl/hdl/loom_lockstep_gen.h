@@ -10,6 +10,8 @@ namespace loom_lockstep {
 enum RegionKind : int64_t { kRegionNone = 0, kRegionSpad = 1, kRegionAcc = 2, kRegionDram = 3 };
 enum Reason : int64_t { kReasonAgree = 0, kReasonPc = 1, kReasonValue = 2, kReasonExtra = 3 };
 enum WindowMode : int64_t { kWindowOff = 0, kWindowAll = 1, kWindowPc = 2, kWindowCycles = 3 };
+enum AxiRule : int64_t { kAxiOk = 0, kAxiUnaligned = 1, kAxiCrosses4k = 2, kAxiWlast = 3, kAxiValidDropped = 4, kAxiPayloadChanged = 5, kAxiUnanswered = 6 };
+enum AxiChannel : int64_t { kChannelAr = 0, kChannelAw = 1, kChannelW = 2, kChannelR = 3, kChannelB = 4 };
 
 // What one instruction wrote (contract.lockstep.Record), one per instruction.
 struct Region {
