@@ -175,6 +175,15 @@ def _value_classes(x: np.ndarray) -> set[str]:
     return out
 
 
+def _read_classes(machine: RefMachine, ops) -> set[str]:
+    """The value classes of everything the instruction reads."""
+    out: set[str] = set()
+    for r in ops.reads.values():
+        if not r.empty:
+            out |= _value_classes(machine.view(r))
+    return out
+
+
 # ------------------------------------------------------------------ the coverage model
 def _point(name, attr, bins, multi=False):
     if multi:
@@ -266,10 +275,8 @@ class Sampler:
             unit = "fetch"
         else:
             unit = err.insn.unit if err.insn is not None else "?"
-        if err.fault == Fault.ILLEGAL_INSN:
-            _sample(Sample(opcode="ILLEGAL", fault=(err.fault.name, unit)))
-        else:
-            _sample(Sample(fault=(err.fault.name, unit)))
+        opcode = "ILLEGAL" if err.fault == Fault.ILLEGAL_INSN else None  # never issued
+        _sample(Sample(opcode=opcode, fault=(err.fault.name, unit)))
 
     def issue(self, machine: RefMachine, index: int, pc: int, insn: Insn) -> None:
         hw: HwConfig = machine.hw
@@ -323,11 +330,7 @@ class Sampler:
             s.mxu_k = "empty" if insn.k == 0 else _size(insn.k, line)
             if insn.m and insn.n:
                 s.mxu_m, s.mxu_n = _size(insn.m, line), _size(insn.n, line)
-            vals = set()
-            for r in ops.reads.values():
-                if not r.empty:
-                    vals |= _value_classes(machine.view(r))
-            s.mxu_values = vals
+            s.mxu_values = _read_classes(machine, ops)
         elif insn.unit == "vpu":
             if op == Opcode.VBIN:
                 s.vpu_funct = ("VBIN", VBinFunct(insn.funct).name, BMode(insn.bmode).name)
@@ -347,11 +350,7 @@ class Sampler:
                 s.vpu_rows, s.vpu_cols = _size(insn.rows, line), _size(insn.cols, line)
             (dst,) = ops.writes.values()
             s.vpu_in_place = any(r == dst for r in ops.reads.values())
-            vals = set()
-            for r in ops.reads.values():
-                if not r.empty:
-                    vals |= _value_classes(machine.view(r))
-            s.vpu_values = vals
+            vals = s.vpu_values = _read_classes(machine, ops)
             if op in (Opcode.VBIN, Opcode.VUNARY, Opcode.VREDUCE):
                 name = f"{op.name}.{s.vpu_funct[1]}"
                 s.vpu_funct_values = {(name, c) for c in vals}
