@@ -87,13 +87,19 @@ bench-tolerances: $(STAMP)
 fuzz: $(STAMP)
 	$(PY) -m verif fuzz --seed $(SEED) -n $(N) $(if $(HW),--hw $(HW)) $(if $(FAULT),--fault $(FAULT))
 
-# Functional coverage (verif/coverage.py) of every program the ISA model runs in
-# `make test` plus `make fuzz N=$(N)`: the percentage per group and the holes.
+# Coverage of `make test` plus `make fuzz N=$(N)`, both measured in one run: functional
+# coverage of every program the ISA model runs (verif/coverage.py: percentage per group,
+# holes) and code coverage of rtl/ from Verilator coverage builds (verif/rtl_coverage.py:
+# line, branch and toggle per module, uncovered lines, waivers in rtl/coverage_waivers.yaml).
+COVERAGE_ENV := LOOM_COVERAGE_DIR=build/coverage LOOM_RTL_COVERAGE=build/coverage/rtl
 coverage: $(STAMP)
 	rm -rf build/coverage
-	LOOM_COVERAGE_DIR=build/coverage $(PY) -m pytest -q -m "not slow and not gpu"
-	LOOM_COVERAGE_DIR=build/coverage $(PY) -m verif fuzz --seed $(SEED) -n $(N) --out build/coverage/fuzz
+	mkdir -p build/coverage/rtl
+	$(COVERAGE_ENV) $(PY) -m pytest -q -m "not slow and not gpu"
+	$(COVERAGE_ENV) $(PY) -m verif fuzz --seed $(SEED) -n $(N) --out build/coverage/fuzz
 	$(PY) -m verif.coverage report build/coverage --json build/coverage/report.json
+	$(PY) -m verif.rtl_coverage report build/coverage/rtl --json build/coverage/rtl.json \
+		--markdown build/coverage/rtl.md
 
 # The verification figures (fuzz outcomes, functional coverage and its holes, counters
 # checked, a from-scratch RTL build) into bench/verification.{json,md}.

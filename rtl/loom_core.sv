@@ -1,5 +1,7 @@
 // The Loom core: control unit, DMA engine, matrix unit, vector unit, scratchpad and
 // accumulator, a host port (AXI4-Lite control/status registers) and a DRAM port (AXI4).
+`include "loom_assert.svh"
+
 module loom_core
   import loom_pkg::*;
   import loom_axi_pkg::*;
@@ -204,5 +206,28 @@ module loom_core
 
   // A run ends in done or a fault: one level the host can wait on.
   assign irq_o = !busy && (done || fault != FAULT_NONE);
+
+  // ------------------------------------------------------------------ assertions
+  // Exactly one owner of each SRAM port: a unit that is not executing drives nothing.
+  `ASSERT(DmaPortsOnlyWhenActive, active != UNIT_DMA |-> dma_mem_req == '0)
+  `ASSERT(MxuPortsOnlyWhenActive, active != UNIT_MXU |-> mxu_mem_req == '0)
+  `ASSERT(VpuPortsOnlyWhenActive, active != UNIT_VPU |-> vpu_mem_req == '0)
+  // Counters only grow within a run, and the busy and stall cycles (mutually exclusive
+  // states of the in-order core) add up to at most the run's cycles.
+  `ASSERT(CountersMonotonic, !start |=> cycles_q >= $past(cycles_q) &&
+                                       macs_q >= $past(macs_q) &&
+                                       dma_rd_bytes_q >= $past(dma_rd_bytes_q) &&
+                                       dma_wr_bytes_q >= $past(dma_wr_bytes_q) &&
+                                       dma_busy_q >= $past(dma_busy_q) &&
+                                       mxu_busy_q >= $past(mxu_busy_q) &&
+                                       vpu_busy_q >= $past(vpu_busy_q) &&
+                                       fetch_stall_q >= $past(fetch_stall_q))
+  `ASSERT(BusyWithinCycles, 64'(dma_busy_q) + 64'(mxu_busy_q) + 64'(vpu_busy_q) +
+                            64'(fetch_stall_q) <= cycles_q)
+  `ASSERT(MacsOnlyFromMxu, mxu_macs != '0 |-> active == UNIT_MXU)
+  `ASSERT(BytesOnlyFromDma, dma_rd_bytes != '0 || dma_wr_bytes != '0 |-> active == UNIT_DMA)
+  `ASSERT_KNOWN(IrqKnown, irq_o)
+  `ASSERT_KNOWN(DramReqKnown, dram_req_o)
+  `ASSERT_KNOWN(HostRspKnown, host_rsp_o)
 
 endmodule

@@ -1,5 +1,7 @@
 // Host control/status registers on AXI4-Lite (map: compiler/csr.py, generated into
 // loom_pkg). One transaction at a time; writes take AW and W together.
+`include "loom_assert.svh"
+
 module loom_csr
   import loom_pkg::*;
   import loom_axi_pkg::*;
@@ -131,5 +133,16 @@ module loom_csr
       r_resp_q <= r_resp_d;
     end
   end
+
+  // ------------------------------------------------------------------ assertions
+  // AXI4-Lite: a response stays valid, unchanged, until the host takes it.
+  `ASSERT_HELD(BHeld, b_valid_q, axil_req_i.b_ready, axil_rsp_o.b_resp)
+  `ASSERT_HELD(RHeld, r_valid_q, axil_req_i.r_ready, {r_data_q, r_resp_q})
+  // One transaction of each kind at a time; a write takes AW and W together.
+  `ASSERT(WriteTakesBoth, axil_rsp_o.aw_ready |-> axil_req_i.aw_valid && axil_req_i.w_valid &&
+                                                 axil_rsp_o.w_ready && !b_valid_q)
+  `ASSERT(ReadWhenFree, axil_rsp_o.ar_ready |-> !r_valid_q)
+  `ASSERT(StartOnlyWhenIdle, start_o |-> !busy_i)
+  `ASSERT_KNOWN(RspKnown, axil_rsp_o)
 
 endmodule

@@ -4,6 +4,8 @@
 // read-after-write, write-after-read and DRAM ordering dependency the ISA defines holds
 // by construction and FENCE/CHECKPOINT find every unit idle. The unit that executes an
 // instruction owns the on-chip memory ports until it reports done.
+`include "loom_assert.svh"
+
 module loom_ctrl
   import loom_pkg::*;
   import loom_mem_pkg::*;
@@ -72,6 +74,8 @@ module loom_ctrl
   logic vpu_start_d, vpu_start_q;
 
   loom_insn_check u_check (
+    .clk_i,
+    .rst_ni,
     .insn_i      (insn_q),
     .dram_limit_i(dram_limit_i),
     .fault_o     (check_fault)
@@ -244,12 +248,29 @@ module loom_ctrl
     end
   end
 
-  // A unit reports done only while it owns the ports.
-  `ifdef LOOM_ASSERTIONS
-  always_ff @(posedge clk_i) begin
-    if (rst_ni && mxu_done_i) assert (active_q == UNIT_MXU) else $error("stray MXU done");
-    if (rst_ni && vpu_done_i) assert (active_q == UNIT_VPU) else $error("stray VPU done");
-  end
-  `endif
+  // ------------------------------------------------------------------ assertions
+  `ASSERT_KNOWN(StateKnown, state_q)
+  `ASSERT(StateValid, state_q inside {ST_IDLE, ST_FETCH_REQ, ST_FETCH_WAIT, ST_ISSUE, ST_EXEC,
+                                      ST_DONE, ST_FAULT})
+  // One request at a time, each from the state that waits for its answer.
+  `ASSERT(OneRequest, $onehot0({fetch_q, dma_start_q, mxu_start_q, vpu_start_q}))
+  `ASSERT(FetchWhileWaiting, fetch_q |-> state_q == ST_FETCH_WAIT)
+  `ASSERT(StartWhileExecuting, dma_start_q || mxu_start_q || vpu_start_q |-> state_q == ST_EXEC)
+  // A unit owns the memory ports exactly while its instruction executes, and reports done
+  // only then.
+  `ASSERT(ActiveOnlyInExec, (active_q != UNIT_CTRL) == (state_q == ST_EXEC))
+  `ASSERT(DmaDoneWhenActive, dma_done_i |-> active_q == UNIT_DMA)
+  `ASSERT(MxuDoneWhenActive, mxu_done_i |-> active_q == UNIT_MXU)
+  `ASSERT(VpuDoneWhenActive, vpu_done_i |-> active_q == UNIT_VPU)
+  `ASSERT(FetchDoneWhenWaiting, fetch_done_i |-> state_q == ST_FETCH_WAIT)
+  // Retirement: from ISSUE (control instructions) or EXEC, in order, one at a time.
+  `ASSERT(RetireFromIssueOrExec, retire_valid_o |-> state_q inside {ST_ISSUE, ST_EXEC})
+  `ASSERT(RetireCountsOne, retire_valid_o |=> index_q == $past(index_q) + 32'd1)
+  `ASSERT(RetiredNeverDrops, !start_i |=> index_q == $past(index_q) ||
+                                         index_q == $past(index_q) + 32'd1)
+  `ASSERT(PcAligned, state_q inside {ST_ISSUE, ST_EXEC} |-> pc_q % InsnBytes == 32'd0)
+  // A fault code is reported exactly in the FAULT state.
+  `ASSERT(FaultIffFaultState, (state_q == ST_FAULT) == (fault_q != FAULT_NONE))
+  `ASSERT(CheckpointRetires, ckpt_valid_o |-> retire_valid_o && opcode == OPCODE_CHECKPOINT)
 
 endmodule

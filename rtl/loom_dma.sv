@@ -10,6 +10,8 @@
 // lines are converted into the byte stream and the W side cuts beats with strobes.
 // Several bursts are in flight, so strided (e.g. transposing) transfers stream at one
 // element per beat rather than one per DRAM latency.
+`include "loom_assert.svh"
+
 module loom_dma
   import loom_pkg::*;
   import loom_axi_pkg::*;
@@ -582,5 +584,49 @@ module loom_dma
       b_pend_q <= b_pend_d;
     end
   end
+
+  // ------------------------------------------------------------------ assertions
+  // The bytes of the W beat its strobes enable: what must hold still while W waits.
+  logic [DataBits-1:0] w_strobed;
+  always_comb begin
+    for (int b = 0; b < BusBytes; b++) begin
+      w_strobed[b*8 +: 8] = axi_req_o.w_strb[b] ? axi_req_o.w_data[b*8 +: 8] : 8'd0;
+    end
+  end
+
+  `ASSERT_KNOWN(ModeKnown, mode_q)
+  `ASSERT(ModeValid, mode_q inside {MODE_IDLE, MODE_FETCH, MODE_LOAD, MODE_GATHER, MODE_STORE})
+  `ASSERT(StartOnlyWhenIdle, start_i || fetch_i |-> mode_q == MODE_IDLE)
+  `ASSERT(FetchDoneInFetch, fetch_done_o |-> mode_q == MODE_FETCH)
+  `ASSERT(DoneOnlyForData, done_o |-> mode_q inside {MODE_LOAD, MODE_GATHER, MODE_STORE})
+  `ASSERT(DrainedWhenIdle, mode_q == MODE_IDLE |-> desc_cnt_q == '0 && b_pend_q == '0)
+  `ASSERT(DescriptorsBounded, 32'(desc_cnt_q) <= DescDepth)
+  `ASSERT(StreamBounded, 32'(scnt_q) <= StreamBytes)
+  // AXI4 on the DRAM port (the simulated DRAM checks the same rules from outside:
+  // sim/rtl/hdl/loom_axi_check.cc): requests and W beats held until accepted, bursts
+  // aligned, at most MaxBurstBeats beats, inside one 4 KiB page.
+  `ASSERT_HELD(ArHeld, axi_req_o.ar_valid, axi_rsp_i.ar_ready,
+               {axi_req_o.ar_addr, axi_req_o.ar_len})
+  `ASSERT_HELD(AwHeld, axi_req_o.aw_valid, axi_rsp_i.aw_ready,
+               {axi_req_o.aw_addr, axi_req_o.aw_len})
+  `ASSERT_HELD(WHeld, axi_req_o.w_valid, axi_rsp_i.w_ready,
+               {w_strobed, axi_req_o.w_strb, axi_req_o.w_last})
+  `ASSERT(ArAligned, axi_req_o.ar_valid |-> axi_req_o.ar_addr[OffBits-1:0] == '0)
+  `ASSERT(AwAligned, axi_req_o.aw_valid |-> axi_req_o.aw_addr[OffBits-1:0] == '0)
+  `ASSERT(ArBurstLength, axi_req_o.ar_valid |-> 32'(axi_req_o.ar_len) < MaxBurstBeats)
+  `ASSERT(AwBurstLength, axi_req_o.aw_valid |-> 32'(axi_req_o.aw_len) < MaxBurstBeats)
+  `ASSERT(ArWithinPage, axi_req_o.ar_valid |->
+      32'(axi_req_o.ar_addr[11:0]) + (32'(axi_req_o.ar_len) + 32'd1) * BusBytes <= 32'd4096)
+  `ASSERT(AwWithinPage, axi_req_o.aw_valid |->
+      32'(axi_req_o.aw_addr[11:0]) + (32'(axi_req_o.aw_len) + 32'd1) * BusBytes <= 32'd4096)
+  `ASSERT(WOnlyForStores, axi_req_o.w_valid |-> mode_q == MODE_STORE)
+  `ASSERT(BResponseExpected, axi_rsp_i.b_valid |-> b_pend_q != '0)
+  // SRAM: loads write, stores read, nothing else touches it.
+  `ASSERT(SramWritesInLoads, mem_req_o.spad.wr_en || mem_req_o.acc.wr_en |->
+                             mode_q inside {MODE_LOAD, MODE_GATHER})
+  `ASSERT(SramReadsInStores, mem_req_o.spad.rd_en != '0 || mem_req_o.acc.rd_en != '0 |->
+                             mode_q == MODE_STORE)
+  `ASSERT(BytesOnlyForData, rd_bytes_o != '0 || wr_bytes_o != '0 |->
+                            mode_q inside {MODE_LOAD, MODE_GATHER, MODE_STORE})
 
 endmodule

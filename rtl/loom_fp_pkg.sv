@@ -341,7 +341,7 @@ package loom_fp_pkg;
 
   function automatic logic [31:0] f32_tanh(logic [31:0] x);
     /*verilator no_inline_task*/
-    logic [31:0] a, x2, p, near_zero, far, y;
+    logic [31:0] a, x2, p, near_zero, far_from_zero, y;
     a = {1'b0, x[30:0]};
     x2 = f32_mul(x, x);
     p = TanhC4;
@@ -350,9 +350,10 @@ package loom_fp_pkg;
     p = f32_add(f32_mul(p, x2), TanhC1);
     p = f32_add(f32_mul(p, x2), TanhC0);
     near_zero = f32_add(x, f32_mul(x, f32_mul(x2, p)));
-    far = f32_sub(F32One, f32_mul(F32Two, f32_recip(f32_add(f32_exp(f32_add(a, a)), F32One))));
-    if (x[31]) far = f32_neg(far);
-    y = f32_lt(a, TanhSmall) ? near_zero : far;
+    far_from_zero = f32_sub(F32One,
+                            f32_mul(F32Two, f32_recip(f32_add(f32_exp(f32_add(a, a)), F32One))));
+    if (x[31]) far_from_zero = f32_neg(far_from_zero);
+    y = f32_lt(a, TanhSmall) ? near_zero : far_from_zero;
     return f32_is_nan(x) ? F32CanonNan : y;
   endfunction
 

@@ -3,9 +3,13 @@
 // executing (a gather index out of range, a DRAM bus error) are reported by the unit that
 // finds them. Empty regions (no rows or no columns) touch no memory: never out of range,
 // never overlapping (docs/isa.md, "Empty regions").
+`include "loom_assert.svh"
+
 module loom_insn_check
   import loom_pkg::*;
 (
+  input  logic                clk_i,  // assertions only
+  input  logic                rst_ni,  // assertions only
   input  logic [InsnBits-1:0] insn_i,
   input  logic [31:0]         dram_limit_i,
   output fault_e              fault_o
@@ -216,5 +220,10 @@ module loom_insn_check
       endcase
     end
   end
+
+  // ------------------------------------------------------------------ assertions
+  // Only static faults: a gather index and a bus error are found by executing.
+  `ASSERT(OnlyStaticFaults, fault_o != FAULT_GATHER_INDEX && fault_o != FAULT_BUS_ERROR)
+  `ASSERT_KNOWN(FaultKnown, fault_o)
 
 endmodule

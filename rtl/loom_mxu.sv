@@ -11,6 +11,8 @@
 //   WRITE  the tile's rows go back to ACC, one line per cycle.
 // The PE state is a set of arrays updated by one loop, not D*D module instances: that
 // shape compiles to tight C++, which keeps full-model simulation fast.
+`include "loom_assert.svh"
+
 module loom_mxu
   import loom_pkg::*;
   import loom_mem_pkg::*;
@@ -308,5 +310,23 @@ module loom_mxu
       ld_line_q <= ld_line_d;
     end
   end
+
+  // ------------------------------------------------------------------ assertions
+  `ASSERT_KNOWN(PhaseKnown, phase_q)
+  `ASSERT(PhaseValid, phase_q inside {PH_IDLE, PH_INIT, PH_STREAM, PH_WRITE, PH_FINISH})
+  `ASSERT(StartOnlyWhenIdle, start_i |-> phase_q == PH_IDLE)
+  `ASSERT(DoneEndsInstruction, done_o |=> phase_q == PH_IDLE)
+  `ASSERT(DoneFromWriteOrFinish, done_o |-> phase_q inside {PH_WRITE, PH_FINISH})
+  // Each phase uses only its own ports: C/bias reads in INIT, operand reads in STREAM,
+  // result writes in WRITE; the matrix unit never writes the scratchpad.
+  `ASSERT(AccReadsInInit, mem_req_o.acc.rd_en != '0 |-> phase_q == PH_INIT)
+  `ASSERT(SpadReadsInStream, mem_req_o.spad.rd_en != '0 |-> phase_q == PH_STREAM)
+  `ASSERT(AccWritesInWrite, mem_req_o.acc.wr_en |-> phase_q == PH_WRITE)
+  `ASSERT(NoSpadWrites, !mem_req_o.spad.wr_en)
+  `ASSERT(MacsWithTileWrite, macs_o != '0 |-> phase_q == PH_WRITE)
+  // The current tile lies inside the product.
+  `ASSERT(TileInsideProduct, phase_q inside {PH_INIT, PH_STREAM, PH_WRITE} |->
+                             mt_q < mm_q.m && nt_q < mm_q.n)
+  `ASSERT(WriteRowInTile, phase_q == PH_WRITE |-> step_q < 32'(mrows))
 
 endmodule

@@ -2,6 +2,8 @@
 // (data the cycle after the request) and one write port with a lane mask. LaneBits is
 // 16 for the scratchpad (bf16, the upper half of the port's fp32 lane) and 32 for the
 // accumulator.
+`include "loom_assert.svh"
+
 module loom_sram
   import loom_mem_pkg::*;
 #(
@@ -37,5 +39,14 @@ module loom_sram
   end
 
   assign rsp_o = rsp_q;
+
+  // ------------------------------------------------------------------ assertions
+  // Every access names a line of this memory (the index is truncated to IndexBits, so a
+  // line past the end would silently alias another one), and a write writes something.
+  // No reset port: the memory is checked from the first clock edge.
+  `ASSERT(ReadLine0InRange, req_i.rd_en[0] |-> 32'(req_i.rd_line[0]) < Lines, clk_i, 1'b0)
+  `ASSERT(ReadLine1InRange, req_i.rd_en[1] |-> 32'(req_i.rd_line[1]) < Lines, clk_i, 1'b0)
+  `ASSERT(WriteLineInRange, req_i.wr_en |-> 32'(req_i.wr_line) < Lines, clk_i, 1'b0)
+  `ASSERT(WriteMaskNotEmpty, req_i.wr_en |-> req_i.wr_mask != '0, clk_i, 1'b0)
 
 endmodule

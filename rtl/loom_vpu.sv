@@ -7,6 +7,8 @@
 // Empty regions move nothing, except that VREDUCE over zero columns still writes each
 // row's identity (docs/isa.md, "Empty regions"): one chunk of no columns per row, read
 // from nowhere.
+`include "loom_assert.svh"
+
 module loom_vpu
   import loom_pkg::*;
   import loom_mem_pkg::*;
@@ -311,5 +313,23 @@ module loom_vpu
       part_q <= part_d;
     end
   end
+
+  // ------------------------------------------------------------------ assertions
+  // The columns of the chunk in EXEC: what a destination write's lane mask must cover.
+  logic [15:0] ex_cols;
+  assign ex_cols = (op_q.cols - (ex_chunk_q << LogD)) < 16'(D) ? op_q.cols - (ex_chunk_q << LogD)
+                                                               : 16'(D);
+
+  `ASSERT(StartOnlyWhenIdle, start_i |-> !busy_q)
+  `ASSERT(DoneOnlyWhenBusy, done_o |-> busy_q)
+  `ASSERT(IdleDrivesNothing, !busy_q |-> mem_req_o == '0)
+  `ASSERT(WritesFromExec, mem_req_o.spad.wr_en || mem_req_o.acc.wr_en |-> ex_valid_q)
+  `ASSERT(ReadPositionInRegion, busy_q && !rd_done_q |-> row_q < op_q.rows && chunk_q < nchunks)
+  // A destination write covers exactly the chunk's columns (one lane for VREDUCE).
+  `ASSERT(AccMaskIsChunk, mem_req_o.acc.wr_en |->
+      mem_req_o.acc.wr_mask == (op_q.op == OPCODE_VREDUCE ? D'(1) : D'((64'd1 << ex_cols) - 64'd1)))
+  `ASSERT(SpadMaskIsChunk, mem_req_o.spad.wr_en |->
+      mem_req_o.spad.wr_mask == D'((64'd1 << ex_cols) - 64'd1))
+  `ASSERT(SpadWritesOnlyByMove, mem_req_o.spad.wr_en |-> op_q.op == OPCODE_MOVE && !op_q.dst_acc)
 
 endmodule

@@ -15,6 +15,7 @@ import ctypes
 import logging
 import warnings
 
+import cocotb.simulator
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import (
@@ -51,6 +52,7 @@ class LoomBfm:
         self._lib.loom_ls_wave_window.argtypes = [ctypes.c_int64] * 3
         self._lib.loom_ls_shadow.restype = ctypes.c_int64
         self._lib.loom_axi_end.restype = ctypes.c_int64
+        self._lib.loom_assert_end.restype = ctypes.c_int64
         self._lockstep_buffers: tuple = ()
         self.mapped: str | None = None
         # cocotbext-axi logs every access at INFO and still calls cocotb 1.x APIs that
@@ -182,6 +184,27 @@ class LoomBfm:
             return None
         keys = ("rule", "channel", "cycle", "addr", "len", "retired")
         return dict(zip(keys, list(out), strict=True))
+
+    def assert_begin(self) -> None:
+        """A segment starts: no RTL assertion has failed in it yet."""
+        self._lib.loom_assert_begin()
+
+    def assert_end(self) -> dict | None:
+        """The first RTL assertion that failed in this segment (sim/rtl/hdl/loom_assert.cc):
+        its source file and line, the cycle since reset, the instructions retired before
+        it and the number of failures; or None."""
+        file = ctypes.create_string_buffer(512)
+        out = (ctypes.c_int64 * 4)()
+        if not self._lib.loom_assert_end(file, ctypes.c_int64(len(file)), out):
+            return None
+        seconds = out[1] * 10.0 ** cocotb.simulator.get_precision()
+        return {
+            "file": file.value.decode(errors="replace"),
+            "line": int(out[0]),
+            "cycle": round(seconds / (SIM_CLOCK_PERIOD_NS * 1e-9)),
+            "retired": int(out[2]),
+            "failures": int(out[3]),
+        }
 
     def wave_window(self, mode: int, lo: int, hi: int) -> None:
         self._lib.loom_ls_wave_window(mode, lo, hi)

@@ -88,6 +88,7 @@ class Scoreboard(uvm_scoreboard):
         machine.acc[:] = self.bfm.lockstep_shadow(1, hw.acc_elems).view(np.float32)
         self.machine = machine
         self.bfm.axi_begin(hw.dram_bus_bits // 8)
+        self.bfm.assert_begin()
 
         def on_checkpoint(layer_id: int) -> None:
             la = self.layers.get(layer_id)
@@ -134,6 +135,9 @@ class Scoreboard(uvm_scoreboard):
         divergence = self.divergence()
         if divergence is not None:
             status = "diverge"
+        assertion = self.bfm.assert_end()
+        if assertion is not None:
+            status = "assertion"
         self.dram.flush()
         return SegmentVerdict(
             status=status,
@@ -145,6 +149,7 @@ class Scoreboard(uvm_scoreboard):
             ref_fault_msg=None if self.ref_fault is None else str(self.ref_fault),
             final=self.final(self.dram) if self._comparable(status, outcome) else {"match": True},
             axi=self.bfm.axi_end(outcome.cycles, complete=status in ("done", "fault")),
+            assertion=assertion,
         )
 
     def _comparable(self, status: str, outcome: RunOutcome) -> bool:

@@ -81,6 +81,7 @@ def _end_reply(v: SegmentVerdict) -> dict:
         "ref_fault_msg": v.ref_fault_msg,
         "final": v.final,
         "axi": v.axi,
+        "assertion": v.assertion,
     }
 
 

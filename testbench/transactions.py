@@ -96,7 +96,7 @@ class CheckpointVerdict:
 class SegmentVerdict:
     """The scoreboard's verdict on a whole segment."""
 
-    status: str  # done | fault | timeout | diverge
+    status: str  # done | fault | timeout | diverge | assertion
     end: RunEnd
     outcome: RunOutcome
     divergence: object | None  # testbench.lockstep.Divergence
@@ -107,3 +107,5 @@ class SegmentVerdict:
     # The first AXI4 rule the core broke on its DRAM port (contract.lockstep.AxiRule):
     # rule, channel, cycle, addr, len, retired before it; None when none.
     axi: dict | None = None
+    # The first RTL assertion that failed (testbench.bfm.LoomBfm.assert_end); None: none.
+    assertion: dict | None = None

@@ -181,31 +181,45 @@ def test_fuzz_budget_on_the_rtl(tmp_path):
 
 @pytest.mark.rtl
 @pytest.mark.parametrize(
-    "fault, kind",
+    "fault, kind, assertion",
     [
-        ("vpu_add_round", "divergence"),
-        ("dma_stride", "divergence"),
-        ("mxu_acc_flip", "divergence"),
-        ("ctrl_pc_skip", "divergence"),
-        # Writes outside every destination: only the whole-SRAM comparison sees it.
-        ("vpu_mask_spill", "mismatch"),
-        # Right data in bursts across 4 KiB: only the AXI4 rule checker sees it.
-        ("dma_burst_4k", "protocol"),
+        # Wrong values: the lockstep checker; no assertion describes arithmetic or
+        # addressing results, so the run reaches it.
+        ("vpu_add_round", "divergence", None),
+        ("dma_stride", "divergence", None),
+        ("mxu_acc_flip", "divergence", None),
+        ("ctrl_pc_skip", "divergence", None),
+        # Writes outside every destination: the vector unit's lane-mask assertion, and
+        # without assertions only the whole-SRAM comparison.
+        ("vpu_mask_spill", "mismatch", "AccMaskIsChunk"),
+        # Right data in bursts across 4 KiB: the DMA engine's page assertion, and without
+        # assertions only the DRAM port's AXI4 rule checker.
+        ("dma_burst_4k", "protocol", "ArWithinPage"),
     ],
 )
-def test_fuzz_finds_an_injected_rtl_bug(fault, kind, tmp_path):
+def test_fuzz_finds_an_injected_rtl_bug(fault, kind, assertion, tmp_path):
     """With a bug injected into the RTL (debug build), the first random programs find it
-    and name it the way the checks see it."""
+    and name it the way the checks see it: first with the RTL's assertions on (the
+    assertion that catches it, by name), then with them off (the harness's own check)."""
     import json
 
     from verif.__main__ import main
 
-    out = tmp_path / fault
-    rc = main(["fuzz", "--seed", "5", "-n", "40", "--fault", fault, "--max-failures", "1",
-               "--no-shrink", "--out", str(out)])  # fmt: skip
-    assert rc == 1
-    (failure,) = json.loads((out / "summary.json").read_text())["failed"]
-    assert failure["kind"] == kind, failure
+    def first_failure(*extra: str) -> dict:
+        out = tmp_path / (fault + "".join(extra))
+        rc = main(["fuzz", "--seed", "5", "-n", "40", "--fault", fault, "--max-failures", "1",
+                   "--no-shrink", "--out", str(out), *extra])  # fmt: skip
+        assert rc == 1
+        (failure,) = json.loads((out / "summary.json").read_text())["failed"]
+        return failure
+
+    failure = first_failure()
+    if assertion is None:
+        assert failure["kind"] == kind, failure
+    else:
+        assert failure["kind"] == "assertion", failure
+        assert f"assertion {assertion} failed" in failure["message"], failure
+        assert first_failure("--no-assert")["kind"] == kind
 
 
 @pytest.mark.rtl

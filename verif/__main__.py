@@ -64,7 +64,11 @@ def _report_failure(
     first_line = last.message.splitlines()[0] if last.message else ""
     small.notes = [*c.notes, f"shrunk to {len(small.words)}; {last.kind}: {first_line}"]
     path = small.save(out / f"{name}.s")
-    rerun = f"{sys.executable} -m verif rerun {path} --waves"
+    from sim.rtl.backend import NO_ASSERTIONS
+
+    flags = "".join(f" --fault {f}" for f in runner.backend.faults)
+    flags += "" if NO_ASSERTIONS not in runner.backend.plusargs else " --no-assert"
+    rerun = f"{sys.executable} -m verif rerun {path} --waves{flags}"
     print(f"  saved {path}\n  rerun with waves: {rerun}", file=sys.stderr)
     return {
         "case": name,
@@ -83,7 +87,7 @@ def _report_failure(
 def fuzz(args) -> int:
     hw = load_hw(args.hw)
     out = Path(args.out)
-    runner = Runner(hw, faults=tuple(args.fault))
+    runner = Runner(hw, faults=tuple(args.fault), assertions=not args.no_assert)
     outcomes, opcodes, failures = Counter(), Counter(), []
     cycles, t0 = 0, time.perf_counter()
     try:
@@ -131,7 +135,7 @@ def rerun(args) -> int:
     waves = None
     if args.waves:
         waves = Path(args.out) / f"{Path(args.case).stem}.fst"
-    runner = Runner(hw, faults=tuple(args.fault), waves=waves)
+    runner = Runner(hw, faults=tuple(args.fault), waves=waves, assertions=not args.no_assert)
     if waves is not None:  # the case's own instructions, not the scrub before it
         runner.backend.window = Window("insn", 0, len(c.words), "the case")
     try:
@@ -172,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(
             "--fault", action="append", default=[], help="inject an RTL fault (debug build)"
         )
+        p.add_argument("--no-assert", action="store_true", help="run with the RTL's assertions off")
     args = ap.parse_args(argv)
     if args.cmd == "fuzz" and args.n <= 0:
         ap.error("-n must be positive")

@@ -30,7 +30,8 @@ COUNTED = ("cycles", "retired", "macs", "dma_rd_bytes", "dma_wr_bytes", "dma_bus
 @dataclass
 class Verdict:
     ok: bool
-    kind: str  # pass | divergence | mismatch | outcome | counters | protocol | hang | error
+    # pass | divergence | mismatch | outcome | counters | protocol | assertion | hang | error
+    kind: str
     expected: str  # "halt" or the ISA model's fault name
     message: str = ""
     cycles: int = 0
@@ -128,11 +129,20 @@ class Runner:
     """Cases on one RTL simulator (started on first use; restarted by the backend after
     a hang or a divergence)."""
 
-    def __init__(self, hw: HwConfig, faults: tuple[str, ...] = (), waves: Path | None = None):
-        from sim.rtl.backend import VerilatorBackend
+    def __init__(
+        self,
+        hw: HwConfig,
+        faults: tuple[str, ...] = (),
+        waves: Path | None = None,
+        assertions: bool = True,
+    ):
+        from sim.rtl.backend import NO_ASSERTIONS, VerilatorBackend
 
         self.hw = hw
-        self.backend = VerilatorBackend(hw, faults=list(faults), waves=waves)
+        # Without the RTL's assertions, the checks outside the core (lockstep, whole-SRAM
+        # and DRAM comparison, AXI4 rules, counters) are what finds a bug.
+        plusargs = [] if assertions else [NO_ASSERTIONS]
+        self.backend = VerilatorBackend(hw, faults=list(faults), waves=waves, plusargs=plusargs)
         self.backend.layers = checkpoint_layers()
         self.scrub = encode_program(scrub_program(hw))
 
@@ -140,7 +150,13 @@ class Runner:
         self.backend.close()
 
     def run(self, case: Case) -> Verdict:
-        from sim.rtl.backend import DivergenceError, HangError, ProtocolError, RtlError
+        from sim.rtl.backend import (
+            AssertionFailure,
+            DivergenceError,
+            HangError,
+            ProtocolError,
+            RtlError,
+        )
 
         account = expected_outcome(self.hw, case)
         want = account.error
@@ -172,6 +188,8 @@ class Runner:
             verdict = Verdict(False, "hang", expected, str(e))
         except ProtocolError as e:
             verdict = Verdict(False, "protocol", expected, str(e))
+        except AssertionFailure as e:
+            verdict = Verdict(False, "assertion", expected, str(e))
         except RtlError as e:
             if e.fault is None and want is None:
                 verdict = Verdict(False, "error", expected, str(e))

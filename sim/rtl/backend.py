@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import select
 import sys
@@ -50,6 +51,9 @@ from testbench.lockstep import Divergence, format_divergence
 TESTBENCH_MODULE = "testbench.serve"
 
 FRONTDOOR_MAX_BYTES = 16 * 1024
+# Verilator's run-time switch that turns the RTL's assertions off (they are compiled into
+# every build): to prove what the checks outside the core find on their own.
+NO_ASSERTIONS = "+verilator+noassert"
 START_TIMEOUT_S = 120
 
 
@@ -75,6 +79,39 @@ class HangError(RtlError):
 
 class ProtocolError(RtlError):
     """The core broke an AXI4 rule on its DRAM port (contract.lockstep.AxiRule)."""
+
+
+class AssertionFailure(RtlError):
+    """An RTL assertion (rtl/loom_assert.svh) failed, or a `unique case` matched no item."""
+
+    def __init__(self, message: str, name: str, module: str, index: int, pc: int):
+        super().__init__(message, index=index, pc=pc)
+        self.name = name  # the assertion's name, or "unique case"
+        self.module = module
+
+
+def assertion_site(file: str, line: int) -> tuple[str, str, str]:
+    """(name, module, location) of the assertion at file:line: the ASSERT macro's first
+    argument (or "unique case"), the enclosing module and "rtl/<file>:<line>"."""
+    path = Path(file)
+    if not path.is_absolute():
+        path = next((p for p in (rtl_build.ROOT / file, rtl_build.RTL_DIR / path.name)
+                     if p.exists()), path)  # fmt: skip
+    lines = path.read_text().splitlines() if path.exists() else []
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    name = "unique case" if re.search(r"\bcase\b", text) else "$stop"
+    # Verilator names the last line of a macro call that spans several: look up.
+    for back in range(line, max(0, line - 8) if name != "unique case" else line, -1):
+        if named := re.search(r"`ASSERT\w*\(\s*(\w+)", lines[back - 1]):
+            name, line = named.group(1), back
+            break
+    module = next(
+        (m.group(1) for t in reversed(lines[:line])
+         if (m := re.match(r"\s*module\s+(\w+)", t))), "?"
+    )  # fmt: skip
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(rtl_build.ROOT)
+    return name, module, f"{path}:{line}"
 
 
 class DivergenceError(RtlError):
@@ -162,7 +199,9 @@ class VerilatorBackend:
         defines = dict(defines or {})
         if debug:
             defines[fault_catalog.DEFINE] = 1
-        self.build = rtl_build.build(hw, waves=debug, defines=defines)
+        # Code coverage (LOOM_RTL_COVERAGE) counts the design, not its injected faults.
+        coverage = False if self.faults else None
+        self.build = rtl_build.build(hw, waves=debug, defines=defines, coverage=coverage)
         self.listing: Listing | None = None
         self.workdir = Path(workdir or self.build.dir / f"run-{os.getpid()}-{id(self):x}")
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -225,6 +264,10 @@ class VerilatorBackend:
             # Only our test module gets cocotb's assertion rewriting (import cost).
             "COCOTB_REWRITE_ASSERTION_FILES": "serve.py",
         }
+        cov = rtl_build.coverage_dir()
+        if cov is not None and self.build.coverage:  # the simulator runs in the workdir
+            cov.mkdir(parents=True, exist_ok=True)
+            env[rtl_build.COVERAGE_ENV] = str(cov)
         if self.waves is not None:
             self.waves.parent.mkdir(parents=True, exist_ok=True)
             if self.waves.exists():
@@ -379,6 +422,9 @@ class VerilatorBackend:
 
     def _finish(self, msg: dict, listing: Listing, start_pc: int) -> None:
         status = msg["status"]
+        if msg.get("assertion") is not None:
+            self.close()  # the core is mid-instruction: start afresh next time
+            raise self._assertion_failure(msg["assertion"], listing, start_pc)
         if msg.get("axi") is not None:
             self.close()  # the port may be left mid-transfer: start afresh next time
             raise ProtocolError(self._axi_report(msg["axi"], listing, start_pc))
@@ -419,6 +465,23 @@ class VerilatorBackend:
             )
         if msg["ref_fault"] is not None:
             raise RtlError(f"the RTL finished but the ISA model faulted: {msg['ref_fault_msg']}")
+
+    def _assertion_failure(self, a: dict, listing: Listing, start_pc: int) -> AssertionFailure:
+        name, module, where_src = assertion_site(a["file"], a["line"])
+        index = a["retired"]  # the instruction in flight (the ISA has no branches)
+        pc = start_pc + index * INSN_BYTES
+        what = (
+            "a unique case matched no item" if name == "unique case" else f"assertion {name} failed"
+        )
+        more = f" ({a['failures'] - 1} more failures after it)" if a["failures"] > 1 else ""
+        return AssertionFailure(
+            f"RTL {what} in {module} ({where_src}) at cycle {a['cycle']}, during"
+            f" {self._where(listing, index, pc)}; layer {listing.layer_of(pc) or '-'}{more}",
+            name,
+            module,
+            index,
+            pc,
+        )
 
     def _axi_report(self, v: dict, listing: Listing, start_pc: int) -> str:
         rule = AxiRule(v["rule"])

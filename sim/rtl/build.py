@@ -44,11 +44,29 @@ CORE_SOURCES = [
     "loom_core.sv",
 ]
 TB_SOURCES = ["loom_axi_dram.sv", "loom_tb_top.sv"]
-DPI_SOURCES = ["loom_dram.cc", "loom_lockstep.cc", "loom_axi_check.cc"]
+DPI_SOURCES = ["loom_dram.cc", "loom_lockstep.cc", "loom_axi_check.cc", "loom_assert.cc"]
+# Included by every RTL module (the ASSERT macros).
+RTL_HEADERS = ["loom_assert.svh"]
+
+# Environment hooks, so that a whole test run can be pointed at a variant without
+# threading options through every layer:
+#  LOOM_RTL_COVERAGE=<dir>  builds with Verilator line/branch/toggle coverage; every
+#                           simulation writes its counts to <dir>/*.dat (make coverage-rtl).
+#  LOOM_RTL_OVERLAY=<dir>   files in <dir> replace the rtl/ sources of the same name
+#                           (make mutate builds each mutant this way).
+COVERAGE_ENV = "LOOM_RTL_COVERAGE"
+OVERLAY_ENV = "LOOM_RTL_OVERLAY"
+# Line (blocks), branch (each arm of an if/case/?:) and toggle points; toggles only on
+# signals up to 64 bits wide (the 8192-bit PE arrays and 512-bit SRAM lines would make a
+# coverage build simulate several times slower for points no target is set on).
+COVERAGE_FLAGS = ["--coverage-line", "--coverage-toggle", "--coverage-max-width", "64"]
 
 # Speed over everything: -O2 C++, one thread, only the testbench-facing ports public.
+# Assertions are always compiled in (--assert; rtl/loom_assert.svh), and a failing one is
+# latched by hdl/loom_assert.cc, which replaces Verilator's vl_stop (VL_USER_STOP).
 FAST_FLAGS = [
     "--no-public-flat-rw",
+    "--assert",
     "-O3",
     "--x-assign",
     "fast",
@@ -61,7 +79,7 @@ FAST_FLAGS = [
     "-Wno-style",
     "-Wno-UNOPTFLAT",
     "-CFLAGS",
-    "-std=c++20",
+    "-std=c++20 -DVL_USER_STOP",
     "-LDFLAGS",
     "-rdynamic",
 ]
@@ -96,12 +114,32 @@ class Build:
     toplevel: str
     built: bool  # False when the cached build was reused
     seconds: float
+    coverage: bool = False  # a Verilator coverage build (writes sim-<pid>.dat)
 
 
-def _key(hw: HwConfig, toplevel: str, waves: bool, defines: dict[str, object]) -> str:
-    parts = [hw.name, toplevel] + (["trace"] if waves else [])
+def _key(
+    hw: HwConfig, toplevel: str, waves: bool, defines: dict[str, object], variant: list[str]
+) -> str:
+    parts = [hw.name, toplevel] + (["trace"] if waves else []) + variant
     parts += [f"{k}-{v}" for k, v in sorted(defines.items())]
     return "_".join(str(p).replace("/", "-") for p in parts)
+
+
+def coverage_dir() -> Path | None:
+    """Where simulations write their code-coverage counts, when LOOM_RTL_COVERAGE is set."""
+    value = os.environ.get(COVERAGE_ENV)
+    return Path(value).resolve() if value else None
+
+
+def overlay_sources(overlay: Path | None) -> dict[str, Path]:
+    """The rtl/ sources an overlay directory replaces, by file name."""
+    if overlay is None:
+        return {}
+    known = set(CORE_SOURCES) | set(RTL_HEADERS)
+    found = {p.name: p for p in sorted(Path(overlay).iterdir()) if p.name in known}
+    if not found:
+        raise RuntimeError(f"{OVERLAY_ENV}={overlay}: no rtl/ source of that name in it")
+    return found
 
 
 def build(
@@ -112,20 +150,35 @@ def build(
     defines: dict[str, object] | None = None,
     quiet: bool = True,
     control_file: str = "loom_tb.vlt",
+    coverage: bool | None = None,
+    overlay: Path | None = None,
 ) -> Build:
-    """Verilate and compile the core with the testbench top; cached (see module doc)."""
+    """Verilate and compile the core with the testbench top; cached (see module doc).
+    coverage / overlay default to the LOOM_RTL_COVERAGE / LOOM_RTL_OVERLAY hooks."""
     defines = dict(defines or {})
-    out = BUILD_ROOT / _key(hw, toplevel, waves, defines)
+    if coverage is None:
+        coverage = coverage_dir() is not None
+    if overlay is None and os.environ.get(OVERLAY_ENV):
+        overlay = Path(os.environ[OVERLAY_ENV])
+    replaced = overlay_sources(overlay)
+    variant = ["cov"] if coverage else []
+    if replaced:
+        h = hashlib.sha256(b"".join(p.read_bytes() for p in replaced.values())).hexdigest()
+        variant.append(f"ovl-{h[:12]}")
+    out = BUILD_ROOT / _key(hw, toplevel, waves, defines, variant)
     out.mkdir(parents=True, exist_ok=True)
     pkg = out / "loom_pkg.sv"
     pkg_text = render_sv_package(hw)
     if not pkg.exists() or pkg.read_text() != pkg_text:
         pkg.write_text(pkg_text)
-    sources = [pkg] + [RTL_DIR / s for s in CORE_SOURCES] + [HDL_DIR / s for s in TB_SOURCES]
-    sources += list(extra_sources or [])
+    sources = [pkg] + [replaced.get(s, RTL_DIR / s) for s in CORE_SOURCES]
+    sources += [HDL_DIR / s for s in TB_SOURCES] + list(extra_sources or [])
+    headers = [replaced.get(s, RTL_DIR / s) for s in RTL_HEADERS]
     dpi = [HDL_DIR / s for s in DPI_SOURCES]
     vlt = HDL_DIR / control_file
-    flags = list(FAST_FLAGS)
+    flags = list(FAST_FLAGS) + [f"+incdir+{headers[0].parent}"]
+    if coverage:
+        flags += COVERAGE_FLAGS
     if waves:
         # 512-bit lines stay visible (one SRAM line); wider state (the 16x16 fp32
         # accumulator array) and memories over 32 entries are left out of the trace.
@@ -133,7 +186,7 @@ def build(
         defines.setdefault("LOOM_WAVES", 1)
 
     digest = hashlib.sha256()
-    for p in [*sources, *dpi, vlt, HDL_DIR / "loom_sim_main.cc", LOCKSTEP_HEADER]:
+    for p in [*sources, *headers, *dpi, vlt, HDL_DIR / "loom_sim_main.cc", LOCKSTEP_HEADER]:
         digest.update(p.name.encode() + b"\0" + p.read_bytes())
     digest.update(repr((flags, sorted(defines.items()), toplevel)).encode())
     digest.update(str(verilator_root()).encode())
@@ -143,8 +196,9 @@ def build(
     with open(out / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if stamp.exists() and stamp.read_text() == digest.hexdigest() and exe.exists():
-            return Build(out, toplevel, built=False, seconds=0.0)
-        return _build_locked(out, toplevel, sources, dpi, vlt, flags, defines, quiet, stamp, digest)
+            return Build(out, toplevel, built=False, seconds=0.0, coverage=coverage)
+        b = _build_locked(out, toplevel, sources, dpi, vlt, flags, defines, quiet, stamp, digest)
+        return Build(b.dir, b.toplevel, b.built, b.seconds, coverage=coverage)
 
 
 def _lz4_flags(out: Path) -> list[str]:
@@ -246,6 +300,8 @@ def lint(hw: HwConfig | None = None, defines: tuple[str, ...] = ()) -> int:
         # Warnings come from the front end; -O0 skips the optimisation passes that
         # inline the FP functions (40 s per lint -> 3 s, same warnings).
         "-O0",
+        "--assert",
+        f"+incdir+{RTL_DIR}",
         "--top-module",
         "loom_core",
         *[f"+define+{d}" for d in defines],

@@ -7,10 +7,14 @@
 // the lockstep checker (loom_lockstep.cc) calls as the core enters and leaves the window.
 //
 // The trace file is named by the environment variable LOOM_WAVES_FILE; without it (or in
-// a build without --trace-fst) nothing is traced.
+// a build without --trace-fst) nothing is traced. A coverage build (Verilator --coverage-*)
+// writes its counts to $LOOM_RTL_COVERAGE/sim-<pid>.dat when the simulation ends.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <string>
 
 #include "Vtop.h"
 #include "verilated.h"
@@ -37,9 +41,18 @@ void settle_value_callbacks() {
 }
 
 void end_of_simulation() {
+  static bool ended = false;  // from the exit callback and from main's end
+  if (ended) return;
+  ended = true;
   VerilatedVpi::callCbs(cbEndOfSimulation);
 #if VM_TRACE
   if (g_fst != nullptr) g_fst->close();
+#endif
+#if VM_COVERAGE
+  if (const char* dir = std::getenv("LOOM_RTL_COVERAGE"); dir != nullptr && *dir != '\0') {
+    const std::string path = std::string(dir) + "/sim-" + std::to_string(getpid()) + ".dat";
+    Verilated::threadContextp()->coveragep()->write(path.c_str());
+  }
 #endif
 }
 

@@ -50,6 +50,7 @@ module loom_tb_top
     input bit [loom_mem_pkg::LineBits-1:0] data);
   import "DPI-C" function int loom_ls_retire(input int pc, input longint cycle);
   import "DPI-C" function int loom_ls_diverged();
+  import "DPI-C" function int loom_assert_failed();
 
   localparam logic [1:0] RespSlvErr = 2'b10;
 
@@ -134,6 +135,8 @@ module loom_tb_top
   // Cycles since reset: the waveform's time axis in clock periods.
   logic [63:0] cycle_q;
   logic diverge_q;
+  // An RTL assertion failed (sim/rtl/hdl/loom_assert.cc): the segment stops like a divergence.
+  logic assert_q;
 
   // Every SRAM write goes to the checker's shadow before the retirement of the same edge
   // is checked (statement order), so an instruction's last write counts as its own.
@@ -141,8 +144,10 @@ module loom_tb_top
     if (!rst_n) begin
       cycle_q <= '0;
       diverge_q <= 1'b0;
+      assert_q <= 1'b0;
     end else begin
       cycle_q <= cycle_q + 64'd1;
+      assert_q <= loom_assert_failed() != 0;
       if (u_core.mem_req.spad.wr_en) begin
         loom_ls_sram_write(0, 32'(u_core.mem_req.spad.wr_line), 64'(u_core.mem_req.spad.wr_mask),
                            u_core.mem_req.spad.wr_data);
@@ -158,7 +163,7 @@ module loom_tb_top
       end
     end
   end
-  assign diverge = diverge_q;
+  assign diverge = diverge_q || assert_q;
 
 `ifdef LOOM_WAVES
   import "DPI-C" function void loom_ls_tick(input longint cycle, input int pc, input bit busy);
