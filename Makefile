@@ -27,7 +27,7 @@ BATCH ?=
 # an RTL bug to see it found).
 N ?= 2000
 
-.PHONY: sim waves test test-full lint format gen bench bench-torch bench-tolerances fuzz coverage bench-verif clean
+.PHONY: sim waves test test-full lint format gen bench bench-torch bench-tolerances fuzz coverage bench-verif mutate clean
 
 # Reinstalled only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -105,6 +105,15 @@ coverage: $(STAMP)
 # checked, a from-scratch RTL build) into bench/verification.{json,md}.
 bench-verif: coverage
 	$(PY) bench/verification.py --build-time
+
+# Mutation testing of rtl/ (verif/mutate.py): MUTANTS mutants sampled with seed SEED from
+# pyslang syntax trees, each built (LOOM_RTL_OVERLAY) and run through the random programs,
+# then the directed RTL tests, until one fails: the score per module and operator and the
+# survivors in build/mutate/report.{md,json}. JOBS mutants at a time (default: one per CPU).
+MUTANTS ?= 240
+JOBS ?=
+mutate: $(STAMP)
+	$(PY) -m verif.mutate run --seed $(SEED) -n $(MUTANTS) $(if $(JOBS),--jobs $(JOBS))
 
 clean:
 	rm -rf build
