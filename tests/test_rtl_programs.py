@@ -204,6 +204,31 @@ def test_matmul_shapes(rtl, m, n, k, mode):
     )
 
 
+def test_big_tiles_and_regions(rtl):
+    """Shapes the random programs' SRAM zones cannot hold: a 128 x 128 product (64 C
+    tiles, k = 20 not a multiple of the array) and vector operations over 128 rows x 130
+    columns (partial last line, read back from the product and the zeros after it),
+    stored back whole."""
+    rng = np.random.default_rng(128)
+    m = n = 128
+    k = 20
+    a, b = rand(rng, m, k, specials=True), rand(rng, k, n, specials=False)
+    run_both(
+        rtl,
+        f"""dma_ld space=spad dtype=fp32 sram=0 sram_stride=32 dram={DATA} dram_rs={k} dram_cs=1 rows={m} cols={k}
+        dma_ld space=spad dtype=fp32 sram=16384 sram_stride={n} dram={DATA + 0x3000} dram_rs={n} dram_cs=1 rows={k} cols={n}
+        matmul dst=0 dst_stride={n} a=0 a_stride=32 b=16384 b_stride={n} bias=0 m={m} n={n} k={k}
+        dma_st space=acc dtype=fp32 sram=0 sram_stride={n} dram={DATA + 0x6000} dram_rs={n} dram_cs=1 rows={m} cols={n}
+        dma_ld space=acc dtype=fp32 sram=16384 sram_stride=144 dram={DATA + 0x6000} dram_rs=130 dram_cs=1 rows=128 cols=130
+        vadd dst=16384 dst_stride=144 a=16384 a_stride=144 b=0 b_stride={n} rows=128 cols=128
+        vexp dst=16384 dst_stride=144 a=16384 a_stride=144 rows=128 cols=130
+        vrsum dst=40960 dst_stride=16 a=16384 a_stride=144 rows=128 cols=130
+        dma_st space=acc dtype=fp32 sram=16384 sram_stride=144 dram={DATA + 0x6000} dram_rs=130 dram_cs=1 rows=128 cols=130
+        dma_st space=acc dtype=fp32 sram=40960 sram_stride=16 dram={DATA + 0x17000} dram_rs=1 dram_cs=1 rows=128 cols=1""",
+        {DATA: a, DATA + 0x3000: b},
+    )
+
+
 # ------------------------------------------------------------------ vector unit
 LOAD_AB = f"""dma_ld space=acc dtype=fp32 sram=0 sram_stride=48 dram={DATA} dram_rs=40 dram_cs=1 rows=6 cols=40
 dma_ld space=acc dtype=fp32 sram=512 sram_stride=48 dram={DATA + 0x1000} dram_rs=40 dram_cs=1 rows=6 cols=40"""
