@@ -19,6 +19,8 @@ class Csr:
 
 
 CSR_ID_VALUE = 0x4C4F4F4D  # "LOOM"
+# What a read of an offset no register has returns (writes there are ignored).
+CSR_UNMAPPED_VALUE = 0xDEADBEEF
 
 CSRS: tuple[Csr, ...] = (
     Csr("ID", 0x00, "ro", f"constant {CSR_ID_VALUE:#x} ('LOOM')"),

@@ -121,6 +121,7 @@ def render_sv_package(hw: HwConfig = DEFAULT_HW) -> str:
     out += ["", "  // Host control/status registers (byte offsets on AXI4-Lite)"]
     out += [f"  localparam logic [7:0] Csr{_camel(c.name)} = 8'h{c.offset:02x};" for c in csr.CSRS]
     out += [f"  localparam logic [31:0] CsrIdValue = 32'h{csr.CSR_ID_VALUE:08x};"]
+    out += [f"  localparam logic [31:0] CsrUnmappedValue = 32'h{csr.CSR_UNMAPPED_VALUE:08x};"]
     seen = set()
     for fmt in isa.FORMATS.values():
         for f in fmt.fields:

@@ -66,7 +66,7 @@ module loom_csr
       CsrDmaWrBytesHi: v = dma_wr_bytes_i[63:32];
       CsrMacsLo: v = macs_i[31:0];
       CsrMacsHi: v = macs_i[63:32];
-      default: v = 32'hdead_beef;
+      default: v = CsrUnmappedValue;
     endcase
     return v;
   endfunction

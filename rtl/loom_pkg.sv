@@ -116,6 +116,7 @@ package loom_pkg;
   localparam logic [7:0] CsrMacsLo = 8'h58;
   localparam logic [7:0] CsrMacsHi = 8'h5c;
   localparam logic [31:0] CsrIdValue = 32'h4c4f4f4d;
+  localparam logic [31:0] CsrUnmappedValue = 32'hdeadbeef;
 
   typedef enum logic [0:0] {
     MEM_SPAD = 1'd0,

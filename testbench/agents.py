@@ -53,6 +53,7 @@ class HostDriver(uvm_driver):
             try:
                 if isinstance(item, ResetItem):
                     await self.bfm.reset()
+                    await self.bfm.check_register_map()
                 else:
                     await self.run_segment(item)
             except Exception as e:  # the test reports it to the parent and stops

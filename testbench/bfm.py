@@ -29,8 +29,9 @@ from cocotb.triggers import (
 )
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiResp
 
-from contract.csr import CSR_BY_NAME, Csr
+from contract.csr import CSR_BY_NAME, CSR_ID_VALUE, CSR_UNMAPPED_VALUE, CSRS, Csr
 from contract.hw import SIM_CLOCK_PERIOD_NS
+from contract.isa import ISA_VERSION
 
 # A register access answers within a few cycles; one that takes this long never will.
 CSR_TIMEOUT_CYCLES = 1000
@@ -75,16 +76,59 @@ class LoomBfm:
 
     # ---------------------------------------------------------------- host registers
     async def csr_write(self, name: str, value: int) -> None:
-        csr = CSR_BY_NAME[name]
-        data = (value & 0xFFFFFFFF).to_bytes(4, "little")
-        rsp = await self._answered(self.host.write(csr.offset, data), "write", csr)
-        _check(rsp.resp, "write", csr)
+        await self._write_offset(CSR_BY_NAME[name], value)
 
     async def csr_read(self, name: str) -> int:
-        csr = CSR_BY_NAME[name]
+        return await self._read_offset(CSR_BY_NAME[name])
+
+    async def check_register_map(self) -> None:
+        """After reset: the core identifies itself as a Loom core of this ISA version, an
+        unmapped offset reads CSR_UNMAPPED_VALUE, writes to read-only registers and to
+        unmapped offsets change nothing, and rw registers read back what was written.
+        Any other answer means the simulated RTL is not the core this harness drives."""
+        want = {"ID": CSR_ID_VALUE, "VERSION": ISA_VERSION}
+        got = {name: await self.csr_read(name) for name in want}
+        if got != want:
+            raise HostPortError(
+                "host port: the core identifies as "
+                + ", ".join(f"{k}={v:#x}" for k, v in got.items())
+                + "; this harness drives "
+                + ", ".join(f"{k}={v:#x}" for k, v in want.items())
+            )
+        mapped = {c.offset for c in CSRS}
+        unmapped = Csr("(unmapped)", max(mapped) + 4, "-", "")
+        assert unmapped.offset not in mapped
+        before = {c.name: await self.csr_read(c.name) for c in CSRS if c.access == "ro"}
+        for c in CSRS:
+            if c.access == "ro":
+                await self.csr_write(c.name, ~before[c.name])
+        await self._write_offset(unmapped, 0x5A5A5A5A)
+        for c in CSRS:
+            if c.access == "rw":
+                await self.csr_write(c.name, 0xA5A5A5A0 | c.offset)
+        after = {c.name: await self.csr_read(c.name) for c in CSRS if c.access in ("ro", "rw")}
+        after[unmapped.name] = await self._read_offset(unmapped)
+        expect = {**before, unmapped.name: CSR_UNMAPPED_VALUE}
+        expect |= {c.name: 0xA5A5A5A0 | c.offset for c in CSRS if c.access == "rw"}
+        wrong = {k: (v, expect[k]) for k, v in after.items() if v != expect[k]}
+        if wrong:
+            raise HostPortError(
+                "host port: register map check after reset failed: "
+                + "; ".join(f"{k} reads {v:#x}, expected {e:#x}" for k, (v, e) in wrong.items())
+            )
+        for c in CSRS:  # leave the rw registers as reset left them
+            if c.access == "rw":
+                await self.csr_write(c.name, 0)
+
+    async def _read_offset(self, csr: Csr) -> int:
         rsp = await self._answered(self.host.read(csr.offset, 4), "read", csr)
         _check(rsp.resp, "read", csr)
         return int.from_bytes(rsp.data, "little")
+
+    async def _write_offset(self, csr: Csr, value: int) -> None:
+        data = (value & 0xFFFFFFFF).to_bytes(4, "little")
+        rsp = await self._answered(self.host.write(csr.offset, data), "write", csr)
+        _check(rsp.resp, "write", csr)
 
     async def csr_read64(self, name: str) -> int:
         lo = await self.csr_read(f"{name}_LO")

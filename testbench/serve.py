@@ -99,7 +99,13 @@ class LoomServe(uvm_test):
     async def run_phase(self):
         self.raise_objection()
         env = self.env
-        await ResetSequence().start(env.host.sequencer)
+        try:  # reset, then the register map check (testbench.bfm.check_register_map)
+            await ResetSequence().start(env.host.sequencer)
+        except TestbenchError as e:
+            self.link.fail(str(e))  # instead of "ready": this simulator cannot serve
+            self.link.close()
+            self.drop_objection()
+            return
         self.link.ready()
         while (request := self.link.next_request()) is not None:
             try:

@@ -199,8 +199,9 @@ class VerilatorBackend:
         defines = dict(defines or {})
         if debug:
             defines[fault_catalog.DEFINE] = 1
-        # Code coverage (LOOM_RTL_COVERAGE) counts the design, not its injected faults.
-        coverage = False if self.faults else None
+        # Code coverage (LOOM_RTL_COVERAGE) counts the product design: not the debug build,
+        # whose fault-injection sites would count as code nothing runs.
+        coverage = False if debug else None
         self.build = rtl_build.build(hw, waves=debug, defines=defines, coverage=coverage)
         self.listing: Listing | None = None
         self.workdir = Path(workdir or self.build.dir / f"run-{os.getpid()}-{id(self):x}")
@@ -264,10 +265,6 @@ class VerilatorBackend:
             # Only our test module gets cocotb's assertion rewriting (import cost).
             "COCOTB_REWRITE_ASSERTION_FILES": "serve.py",
         }
-        cov = rtl_build.coverage_dir()
-        if cov is not None and self.build.coverage:  # the simulator runs in the workdir
-            cov.mkdir(parents=True, exist_ok=True)
-            env[rtl_build.COVERAGE_ENV] = str(cov)
         if self.waves is not None:
             self.waves.parent.mkdir(parents=True, exist_ok=True)
             if self.waves.exists():
@@ -290,6 +287,9 @@ class VerilatorBackend:
         self._conn = listener.accept()
         listener.close()
         hello = self._conn.recv()
+        if hello.get("event") == "error":  # reset or the register map check failed
+            self.close()
+            raise RtlError(f"testbench: {hello['message']}")
         assert hello.get("event") == "ready", hello
 
     def _simulate(self, env: dict) -> None:

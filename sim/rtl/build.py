@@ -126,9 +126,16 @@ def _key(
 
 
 def coverage_dir() -> Path | None:
-    """Where simulations write their code-coverage counts, when LOOM_RTL_COVERAGE is set."""
+    """Where simulations write their code-coverage counts, when LOOM_RTL_COVERAGE is set.
+    The variable is made absolute (and the directory created) here, because simulators
+    run in their own work directories and read it from the environment they inherit."""
     value = os.environ.get(COVERAGE_ENV)
-    return Path(value).resolve() if value else None
+    if not value:
+        return None
+    path = Path(value).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ[COVERAGE_ENV] = str(path)
+    return path
 
 
 def overlay_sources(overlay: Path | None) -> dict[str, Path]:
