@@ -261,10 +261,6 @@ package loom_fp_pkg;
     return f32_is_nan(x) ? Bf16CanonNan : rounded[31:16];
   endfunction
 
-  function automatic logic [31:0] bf16_to_f32(logic [15:0] x);
-    return f32_canon({x, 16'd0});
-  endfunction
-
   // An integral fp32 value with |x| <= 2^8 to a signed integer (exp's k).
   function automatic logic signed [31:0] f32_small_int(logic [31:0] x);
     logic [31:0] mag;

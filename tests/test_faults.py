@@ -259,6 +259,29 @@ def test_rtl_bus_error():
 
 
 @pytest.mark.rtl
+def test_rtl_bus_error_in_the_upper_half_of_the_address_space():
+    """A load from 0x8000_0040 with DRAM_LIMIT at the top of the 32-bit space: the DRAM
+    answers SLVERR there, so every address bit reaches the port (a core that dropped
+    bit 31 would read low DRAM and halt)."""
+    from sim.rtl.backend import RtlError, VerilatorBackend
+
+    source = f"""{BEFORE}
+    dma_ld space=acc dtype=fp32 sram=64 sram_stride=16 dram=0x80000040 dram_rs=16 dram_cs=1 rows=1 cols=16
+    {AFTER}"""
+    code = encode_program(assemble(source))
+    dram = np.zeros(DRAM_BYTES, dtype=np.uint8)
+    dram[: len(code)] = np.frombuffer(code, dtype=np.uint8)
+    backend = VerilatorBackend(DEFAULT_HW, dram_limit=0xFFFF_FFE0)
+    try:
+        with pytest.raises(RtlError) as err:
+            backend.run_segment(dram, code, 0, lambda layer: None)
+    finally:
+        backend.close()
+    assert err.value.fault == Fault.BUS_ERROR, str(err.value)
+    assert (err.value.index, err.value.pc) == (AT, AT * INSN_BYTES)
+
+
+@pytest.mark.rtl
 def test_rtl_misaligned_start_pc(rtl):
     from sim.rtl.backend import RtlError
 

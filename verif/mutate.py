@@ -53,8 +53,9 @@ OUT/<id>/<file name> and the core built with LOOM_RTL_OVERLAY=OUT/<id> (sim/rtl/
 the overlay replaces the rtl/ file of that name and gets a build directory of its own).
 A mutant that does not build is stillborn. Then, stopping at the first failure: `python
 -m verif fuzz` (K random programs), then pytest over the directed RTL tests
-(TIER_TESTS). A failure or a timeout kills the mutant; passing both, it survived. Its
-build directory is deleted and OUT/<id>/result.json (and the logs) kept.
+(TIER_TESTS, and the mutated file's own block test: BLOCK_TESTS). A failure or a timeout
+kills the mutant; passing both, it survived. Its build directory is deleted and
+OUT/<id>/result.json (and the logs) kept.
 
 Score = killed / (killed + survived): stillborn mutants, claimed equivalents and errors
 (a tier that could not run, the source changed since sampling) are not counted.
@@ -107,6 +108,10 @@ MIN_PER_FILE = 10
 ASSERTION_MARKER = b"------ assertions"
 # The directed RTL tests of the tier after the random programs.
 TIER_TESTS = ("tests/test_rtl_programs.py", "tests/test_faults.py")
+# And a file's own block test: the floating-point package is also checked function by
+# function on its test bench (1.4 M vectors per function, every corner class), which
+# reaches rounding paths no program's data does.
+BLOCK_TESTS = {"rtl/loom_fp_pkg.sv": ("tests/test_rtl_fpu.py",)}
 STATUSES = ("killed", "survived", "equivalent", "stillborn", "error")
 
 K = syntax.SyntaxKind
@@ -682,7 +687,8 @@ def run_mutant(
 
         # -p no:cacheprovider: a mutant's failures must not become the developer's --lf.
         pytest = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly"]
-        pytest += ["-p", "no:cacheprovider", *TIER_TESTS, "-m", "not slow"]
+        tests = [*TIER_TESTS, *BLOCK_TESTS.get(m.file, ())]
+        pytest += ["-p", "no:cacheprovider", *tests, "-m", "not slow"]
         rc, result["pytest_s"] = _run(pytest, env, timeout, work / "pytest.log")
         if rc is None:
             result.update(status="killed", killed_by="pytest (timeout)",
