@@ -63,6 +63,15 @@ CASES = {
         f"gather space=acc dtype=fp32 sram=64 sram_stride=16 table_addr={DATA} table_rs=16 table_rows=2 idx={DATA + 0x100} rows=2 cols=16",
         Fault.GATHER_INDEX,
     ),
+    # Checked after another operand faulted or was checked: the first fault stands.
+    "matmul A out of range, with a bias": (
+        "matmul dst=1024 dst_stride=16 a=262128 a_stride=16 b=0 b_stride=16 bias=2048 m=2 n=16 k=16 use_bias=1",
+        Fault.SRAM_RANGE,
+    ),
+    "column operand out of range": (
+        "vadd bmode=col dst=64 dst_stride=16 a=0 a_stride=16 b=65520 b_stride=16 rows=2 cols=16",
+        Fault.SRAM_RANGE,
+    ),
     "acc with use_bias": ("matmul dst=1024 dst_stride=16 m=1 n=1 k=1 acc=1 use_bias=1", Fault.BAD_OPERANDS),
     "store with a zero stride": (
         f"dma_st space=acc dtype=fp32 sram=0 sram_stride=16 dram={OUT + 0x200} dram_rs=0 dram_cs=1 rows=2 cols=16",
