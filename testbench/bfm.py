@@ -108,7 +108,8 @@ class LoomBfm:
                 await self.csr_write(c.name, 0xA5A5A5A0 | c.offset)
         after = {c.name: await self.csr_read(c.name) for c in CSRS if c.access in ("ro", "rw")}
         after[unmapped.name] = await self._read_offset(unmapped)
-        expect = {**before, unmapped.name: CSR_UNMAPPED_VALUE}
+        after["CTRL"] = await self.csr_read("CTRL")  # write-1-to-set: reads 0
+        expect = {**before, unmapped.name: CSR_UNMAPPED_VALUE, "CTRL": 0}
         expect |= {c.name: 0xA5A5A5A0 | c.offset for c in CSRS if c.access == "rw"}
         wrong = {k: (v, expect[k]) for k, v in after.items() if v != expect[k]}
         if wrong:

@@ -68,6 +68,10 @@ CASES = {
         "matmul dst=1024 dst_stride=16 a=262128 a_stride=16 b=0 b_stride=16 bias=2048 m=2 n=16 k=16 use_bias=1",
         Fault.SRAM_RANGE,
     ),
+    "destination partly over the second operand": (
+        "vadd dst=16 dst_stride=16 a=512 a_stride=16 b=0 b_stride=16 rows=2 cols=16",
+        Fault.ALIAS,
+    ),
     "column operand out of range": (
         "vadd bmode=col dst=64 dst_stride=16 a=0 a_stride=16 b=65520 b_stride=16 rows=2 cols=16",
         Fault.SRAM_RANGE,
@@ -268,14 +272,15 @@ def test_rtl_bus_error():
 
 
 @pytest.mark.rtl
-def test_rtl_bus_error_in_the_upper_half_of_the_address_space():
-    """A load from 0x8000_0040 with DRAM_LIMIT at the top of the 32-bit space: the DRAM
-    answers SLVERR there, so every address bit reaches the port (a core that dropped
-    bit 31 would read low DRAM and halt)."""
+@pytest.mark.parametrize("op", ["dma_ld", "dma_st"])
+def test_rtl_bus_error_in_the_upper_half_of_the_address_space(op):
+    """A load (SLVERR on R) or a store (SLVERR on B) at 0x8000_0040 with DRAM_LIMIT at
+    the top of the 32-bit space: the DRAM answers SLVERR there, so every address bit
+    reaches the port (a core that dropped bit 31 would use low DRAM and halt)."""
     from sim.rtl.backend import RtlError, VerilatorBackend
 
     source = f"""{BEFORE}
-    dma_ld space=acc dtype=fp32 sram=64 sram_stride=16 dram=0x80000040 dram_rs=16 dram_cs=1 rows=1 cols=16
+    {op} space=acc dtype=fp32 sram=32 sram_stride=16 dram=0x80000040 dram_rs=16 dram_cs=1 rows=1 cols=16
     {AFTER}"""
     code = encode_program(assemble(source))
     dram = np.zeros(DRAM_BYTES, dtype=np.uint8)
