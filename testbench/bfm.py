@@ -83,9 +83,11 @@ class LoomBfm:
 
     async def check_register_map(self) -> None:
         """After reset: the core identifies itself as a Loom core of this ISA version, an
-        unmapped offset reads CSR_UNMAPPED_VALUE, writes to read-only registers and to
-        unmapped offsets change nothing, and rw registers read back what was written.
-        Any other answer means the simulated RTL is not the core this harness drives."""
+        unmapped offset reads CSR_UNMAPPED_VALUE, rw registers reset to 0, writes to
+        read-only registers and to unmapped offsets change nothing, rw registers read back
+        what was written, and a W beat without its AW is not taken (the host port takes
+        both together). Any other answer means the simulated RTL is not the core this
+        harness drives."""
         want = {"ID": CSR_ID_VALUE, "VERSION": ISA_VERSION}
         got = {name: await self.csr_read(name) for name in want}
         if got != want:
@@ -98,6 +100,10 @@ class LoomBfm:
         mapped = {c.offset for c in CSRS}
         unmapped = Csr("(unmapped)", max(mapped) + 4, "-", "")
         assert unmapped.offset not in mapped
+        reset = {c.name: await self.csr_read(c.name) for c in CSRS if c.access == "rw"}
+        if any(reset.values()):
+            raise HostPortError(f"host port: read-write registers not 0 after reset: {reset}")
+        await self._w_without_aw()
         before = {c.name: await self.csr_read(c.name) for c in CSRS if c.access == "ro"}
         for c in CSRS:
             if c.access == "ro":
@@ -120,6 +126,22 @@ class LoomBfm:
         for c in CSRS:  # leave the rw registers as reset left them
             if c.access == "rw":
                 await self.csr_write(c.name, 0)
+
+    async def _w_without_aw(self, cycles: int = 4) -> None:
+        """Hold a W beat with no AW for a few cycles (the AXI4-Lite master is idle, so its
+        signals are ours meanwhile): the host port must not take it."""
+        d = self.dut
+        d.csr_wdata.value = 0xFFFFFFFF
+        d.csr_wvalid.value = 1
+        taken = False
+        for _ in range(cycles):
+            await RisingEdge(d.clk)
+            await ReadOnly()
+            taken |= bool(d.csr_wready.value)
+        await RisingEdge(d.clk)
+        d.csr_wvalid.value = 0
+        if taken:
+            raise HostPortError("host port: a W beat was taken without its AW")
 
     async def _read_offset(self, csr: Csr) -> int:
         rsp = await self._answered(self.host.read(csr.offset, 4), "read", csr)

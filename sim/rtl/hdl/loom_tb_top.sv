@@ -79,15 +79,18 @@ module loom_tb_top
   assign run_cycles = u_core.cycles_q;
 
   // Error responses on demand, to prove that the testbench checks every response:
-  // +loom_tb_csr_slverr=<hex offset> answers SLVERR to every access of that register.
-  logic slverr_en;
-  logic [7:0] slverr_addr;
+  // +loom_tb_csr_slverr=<hex offset> answers SLVERR to every access of that register,
+  // +loom_tb_csr_slverr_wr=<hex offset> only to its writes.
+  logic slverr_en, slverr_wr_en;
+  logic [7:0] slverr_addr, slverr_wr_addr;
   logic [7:0] aw_addr_q, ar_addr_q;
 
   initial begin
-    int unsigned addr;
+    int unsigned addr, wr_addr;
     slverr_en = $value$plusargs("loom_tb_csr_slverr=%h", addr) != 0;
     slverr_addr = 8'(addr);
+    slverr_wr_en = $value$plusargs("loom_tb_csr_slverr_wr=%h", wr_addr) != 0;
+    slverr_wr_addr = 8'(wr_addr);
   end
 
   always_ff @(posedge clk or negedge rst_n) begin
@@ -100,7 +103,8 @@ module loom_tb_top
     end
   end
 
-  assign csr_bresp = (slverr_en && aw_addr_q == slverr_addr) ? RespSlvErr : host_rsp.b_resp;
+  assign csr_bresp = (slverr_en && aw_addr_q == slverr_addr) ||
+                     (slverr_wr_en && aw_addr_q == slverr_wr_addr) ? RespSlvErr : host_rsp.b_resp;
   assign csr_rresp = (slverr_en && ar_addr_q == slverr_addr) ? RespSlvErr : host_rsp.r_resp;
 
   loom_core u_core (
