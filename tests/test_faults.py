@@ -257,10 +257,17 @@ def test_rtl_bus_error():
     """DRAM_LIMIT past the simulated DRAM: the load reaches the DRAM, which answers
     SLVERR, and the core stops with BUS_ERROR at the load (the ISA model, whose DRAM ends
     at the limit, reports DRAM_RANGE there instead)."""
+    dram, code = image("dram range")
+    _expect_bus_error(dram, code, dram_limit=2 * DRAM_BYTES)
+    assert np.array_equal(dram, expected_image(image("dram range")[0]))
+
+
+def _expect_bus_error(dram: np.ndarray, code: bytes, dram_limit: int) -> None:
+    """Run on a fresh RTL simulator with DRAM_LIMIT past the simulated DRAM: BUS_ERROR at
+    instruction AT."""
     from sim.rtl.backend import RtlError, VerilatorBackend
 
-    dram, code = image("dram range")
-    backend = VerilatorBackend(DEFAULT_HW, dram_limit=2 * DRAM_BYTES)
+    backend = VerilatorBackend(DEFAULT_HW, dram_limit=dram_limit)
     try:
         with pytest.raises(RtlError) as err:
             backend.run_segment(dram, code, 0, lambda layer: None)
@@ -268,7 +275,6 @@ def test_rtl_bus_error():
         backend.close()
     assert err.value.fault == Fault.BUS_ERROR, str(err.value)
     assert (err.value.index, err.value.pc) == (AT, AT * INSN_BYTES)
-    assert np.array_equal(dram, expected_image(image("dram range")[0]))
 
 
 @pytest.mark.rtl
@@ -277,22 +283,13 @@ def test_rtl_bus_error_in_the_upper_half_of_the_address_space(op):
     """A load (SLVERR on R) or a store (SLVERR on B) at 0x8000_0040 with DRAM_LIMIT at
     the top of the 32-bit space: the DRAM answers SLVERR there, so every address bit
     reaches the port (a core that dropped bit 31 would use low DRAM and halt)."""
-    from sim.rtl.backend import RtlError, VerilatorBackend
-
     source = f"""{BEFORE}
     {op} space=acc dtype=fp32 sram=32 sram_stride=16 dram=0x80000040 dram_rs=16 dram_cs=1 rows=1 cols=16
     {AFTER}"""
     code = encode_program(assemble(source))
     dram = np.zeros(DRAM_BYTES, dtype=np.uint8)
     dram[: len(code)] = np.frombuffer(code, dtype=np.uint8)
-    backend = VerilatorBackend(DEFAULT_HW, dram_limit=0xFFFF_FFE0)
-    try:
-        with pytest.raises(RtlError) as err:
-            backend.run_segment(dram, code, 0, lambda layer: None)
-    finally:
-        backend.close()
-    assert err.value.fault == Fault.BUS_ERROR, str(err.value)
-    assert (err.value.index, err.value.pc) == (AT, AT * INSN_BYTES)
+    _expect_bus_error(dram, code, dram_limit=0xFFFF_FFE0)
 
 
 @pytest.mark.rtl
