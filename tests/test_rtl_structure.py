@@ -56,10 +56,9 @@ def test_every_module_ends_with_its_assertions(name):
 
 
 def _lhs_root(expr) -> str:
-    """The register an assignment target names: a in a, a[i], a.f, a[i][j].f."""
-    while expr.kind in (K.ElementSelectExpression, K.MemberAccessExpression):
-        expr = expr.left if expr.kind == K.MemberAccessExpression else expr.left
-    return str(expr).strip()
+    """The register an assignment target names: a in a, a[i], a.f, a[i][j].f (pyslang
+    parses these as names whose first token is the register's identifier)."""
+    return expr.getFirstToken().valueText
 
 
 def _assigned(stmt) -> set[str]:
