@@ -27,7 +27,7 @@ BATCH ?=
 # an RTL bug to see it found).
 N ?= 2000
 
-.PHONY: sim waves test test-full lint format gen bench bench-torch bench-tolerances fuzz coverage bench-verif mutate clean
+.PHONY: sim waves test test-full lint format gen bench bench-torch bench-tolerances fuzz coverage bench-verif mutate regress clean
 
 # Reinstalled only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -114,6 +114,28 @@ MUTANTS ?= 240
 JOBS ?=
 mutate: $(STAMP)
 	$(PY) -m verif.mutate run --seed $(SEED) -n $(MUTANTS) $(if $(JOBS),--jobs $(JOBS))
+
+# A regression (verif/regress.py): model runs, chunks of random programs and mutants as
+# independent jobs on a local pool of JOBS processes (default: one per CPU), or on the
+# Dask scheduler SCHEDULER=tcp://host:port; one report in build/regress/ (junit.xml,
+# report.md, report.json); exit status 1 when a job failed or erred. Suite: MODELS=a,b@ref
+# (default: every small model on ref and verilator), FUZZ_SEEDS=0-3, N= programs per seed
+# (default 500), CHUNK= per job (100), MUTANTS= sampled with SEED (default 4), HW=,
+# FAULT=, TIMEOUT= seconds per job. N and MUTANTS count only when given: their defaults
+# above are make fuzz's and make mutate's.
+SCHEDULER ?=
+MODELS ?=
+FUZZ_SEEDS ?=
+CHUNK ?=
+TIMEOUT ?=
+given = $(filter command line environment,$(origin $(1)))
+regress: $(STAMP)
+	$(PY) -m verif.regress run --seed $(SEED) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) \
+		$(if $(JOBS),--jobs $(JOBS)) $(if $(call given,MODELS),--models '$(MODELS)') \
+		$(if $(FUZZ_SEEDS),--fuzz-seeds $(FUZZ_SEEDS)) \
+		$(if $(call given,N),--fuzz-programs $(N)) $(if $(CHUNK),--fuzz-chunk $(CHUNK)) \
+		$(if $(call given,MUTANTS),--mutants $(MUTANTS)) $(if $(HW),--hw $(HW)) \
+		$(if $(FAULT),--fault $(FAULT)) $(if $(TIMEOUT),--timeout $(TIMEOUT))
 
 clean:
 	rm -rf build

@@ -581,6 +581,9 @@ def _run(cmd: list[str], env: dict, timeout: float, log: Path) -> tuple[int | No
         except subprocess.TimeoutExpired:
             _kill(proc)
             rc = None
+        except BaseException:  # interrupted: its own session would outlive the caller
+            _kill(proc)
+            raise
         finally:
             with _RUNNING_LOCK:
                 _RUNNING.discard(proc)
