@@ -1,5 +1,5 @@
 """The debugging workflow: lockstep co-simulation, windowed waveforms and their views,
-instruction logs and mismatch dumps.
+instruction logs (mismatch dumps: tests/test_dumps.py).
 
 The proof that the harness works is fault injection: each fault of sim/faults.py is
 compiled into the "debug" build of the RTL and armed in turn; the harness must name the
@@ -10,10 +10,8 @@ signals of the generated view (read back with pywellen).
 
 from __future__ import annotations
 
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,6 @@ from contract.blob import Program
 from contract.hw import DEFAULT_HW
 from contract.isa import Opcode, decode, encode_program
 from contract.lockstep import RegionKind
-from sim.cli import dumps
 from sim.ref import RefMachine
 from sim.rtl.faults import FAULTS
 from sim.rtl.waves import Window, window_for
@@ -74,35 +71,6 @@ def test_write_regions_cover_every_writing_opcode():
         (RegionKind.ACC, 0, 16, 1, 3, 1, 4),
         (RegionKind.NONE, 0, 0, 0, 0, 0, 0),
     ]
-
-
-def _png_size(path: Path) -> tuple[int, int]:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    length, kind = struct.unpack(">I4s", data[8:16])
-    assert (
-        kind == b"IHDR"
-        and zlib.crc32(data[12 : 16 + length])
-        == struct.unpack(">I", data[16 + length : 20 + length])[0]
-    )
-    return struct.unpack(">II", data[16:24])
-
-
-def test_mismatch_dump_writes_npz_and_heatmap(tmp_path):
-    expected = np.zeros((3, 40, 100), dtype=np.float32)
-    actual = expected.copy()
-    actual[1, 7, 55] = 2.0
-    actual[2, 0, 0] = np.nan
-    files = dumps.save_mismatch(tmp_path, "blocks.1/mlp", expected, actual)
-    with np.load(files["npz"]) as z:
-        assert np.array_equal(z["expected"], expected)
-        assert np.isnan(z["actual"][2, 0, 0])
-    w, h = _png_size(Path(files["png"]))
-    assert w >= 100 and h >= 120
-    err = dumps.error_map(expected, actual)
-    assert err.shape == (120, 100) and err[47, 55] == 2.0 and np.isinf(err[80, 0])
-    big = dumps.heatmap_rgb(np.zeros((5000, 3000)))
-    assert big.shape[0] <= dumps.MAX_PIXELS and big.shape[1] <= dumps.MAX_PIXELS
 
 
 def _fault_program():
@@ -299,7 +267,8 @@ def test_windowed_trace_around_a_divergence_is_small_and_holds_the_view(tmp_path
         _run_with_fault("vpu_add_round", waves=fst, window=Window("insn", insn - 1, insn))
     d = err.value.divergence
     assert fst.exists() and fst.stat().st_size < 1_000_000
-    view = write_views(fst, d.pc)
+    program, _ = _fault_program()
+    view = write_views(fst, d.pc, program.listing)
     # The view's signals are read back from the trace by a waveform reader.
     w = pywellen.Waveform(str(fst))
     names = {v.full_name for v in w.all_vars()}
@@ -315,6 +284,11 @@ def test_windowed_trace_around_a_divergence_is_small_and_holds_the_view(tmp_path
     gtkw = fst.with_suffix(".gtkw").read_text()
     assert f" {view.focus_ps} " in gtkw
     assert "u_ctrl.pc_q[31:0]" in gtkw
+    # pc and instruction words through the listing's translate filters (opened in GTKWave
+    # by tests/test_waves_view.py).
+    pc_filter = fst.with_suffix(".pc.txt")
+    assert f"^1 {pc_filter.resolve()}" in gtkw
+    assert f"{d.pc:08X} #{d.insn_number} vadd " in pc_filter.read_text()
     sucl = fst.with_suffix(".sucl").read_text()
     assert "FP: 32-bit IEEE 754" in sucl and "FP: bfloat16" in sucl
     assert f"cursor_set {view.focus_ps}" in sucl

@@ -128,6 +128,7 @@ def fuzz(args) -> int:
 
 
 def rerun(args) -> int:
+    from contract.blob import Listing
     from sim.rtl.waves import Window, write_views
 
     hw = load_hw(args.hw)
@@ -146,7 +147,7 @@ def rerun(args) -> int:
     if v.message:
         print(f"  {v.message}")
     if waves is not None and waves.exists():
-        write_views(waves)
+        write_views(waves, listing=Listing(c.code))  # the case's code runs from pc 0
         print(
             f"waves: {waves}, views {waves.with_suffix('.gtkw')};"
             f" open with `make waves WAVES_FILE={waves}`"

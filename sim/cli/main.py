@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             **backend_options(opts, window),
         )
     except Exception as e:  # a fault, hang or divergence, named by the backend
-        report_waves(opts, getattr(e, "divergence", None))
+        report_waves(opts, program, getattr(e, "divergence", None))
         return report_failure(opts, program, rep, e)
-    report_waves(opts, None)
+    report_waves(opts, program, None)
     if opts.trace and result.stats.get("trace") is not None:
         log = opts.out / "trace.log"
         report.write_instruction_log(log, result.stats["trace"], program.listing)
@@ -165,12 +165,12 @@ def run_summary(opts: Options, program, result, outputs: list[dict], t_compile, 
     return summary
 
 
-def report_waves(opts: Options, divergence) -> None:
+def report_waves(opts: Options, program, divergence) -> None:
     fst = opts.out / "waves.fst"
     if not (opts.waves and fst.exists()):
         return
     focus = divergence.pc if divergence is not None else None
-    view = write_views(fst, focus)
+    view = write_views(fst, focus, program.listing)
     where = (
         f"marker on instruction {divergence.insn_number} at t={view.focus_ps}"
         if divergence is not None and view.focus_ps is not None
