@@ -217,6 +217,9 @@ class VerilatorBackend:
             "cycles": 0,
             "retired": 0,
             "layer_cycles": {},
+            # Layer id -> the cycle (since the run's first segment) its CHECKPOINT retired:
+            # what a failing layer's heatmap and a waveform window name.
+            "checkpoint_cycles": {},
             "isa_mismatches": [],
             "build_s": round(self.build.seconds, 2),
             "rebuilt": self.build.built,
@@ -372,6 +375,7 @@ class VerilatorBackend:
             if msg["event"] == "checkpoint":
                 layer, cycle = msg["layer"], msg["cycle"]
                 self._stats["layer_cycles"][layer] = cycle - prev_cycle
+                self._stats["checkpoint_cycles"][layer] = base_cycles + cycle
                 prev_cycle = cycle
                 ref = msg["ref"]
                 if not ref.get("match"):
