@@ -21,6 +21,7 @@ from compiler.ir import Buffer, BufferKind, Checkpoint, HostOp, StreamItem, Tens
 from compiler.layers import LayerInfo, find_layers
 from compiler.ops.views import is_view, lower_view
 from compiler.registry import REGISTRY, Unsupported, op_name
+from contract import hostops
 from contract.hw import HwConfig
 
 
@@ -187,10 +188,19 @@ def _lower_host(ctx: LowerCtx, node: fx.Node, name: str, args, kwargs) -> object
             f"{name} at {node.name} has no device lowering and returns a non-tensor;"
             " it cannot run on the host either"
         )
-    outs = [ctx.new_tensor(tuple(m.shape), VDType.of(m.dtype)) for m in metas]
     module = ""
     stack = node.meta.get("nn_module_stack") or {}
     if stack:
         module = list(stack.values())[-1][0]
+    # The loader runs only allow-listed host ops (contract.hostops): refuse here, with
+    # the node named, rather than compile a blob no Loom would load.
+    try:
+        hostops.check_call(name, host_args, host_kwargs, len(tensor_inputs), len(metas))
+    except hostops.HostOpRefused as e:
+        raise NotImplementedError(
+            f"{name} at node {node.name} (module {module or '<top level>'}) has no device"
+            f" lowering and cannot run on the host: {e}"
+        ) from None
+    outs = [ctx.new_tensor(tuple(m.shape), VDType.of(m.dtype)) for m in metas]
     ctx.stream.append(HostOp(name, host_args, host_kwargs, tensor_inputs, outs, node.name, module))
     return outs if isinstance(meta, (list, tuple)) else outs[0]

@@ -4,6 +4,8 @@ host-op operand lives in DRAM) and the meta the runtime reads."""
 
 from __future__ import annotations
 
+import json
+
 from compiler.emit import Segmented
 from compiler.frontend import Graph
 from compiler.ir import Buffer, BufferKind, HostOp, TensorRef
@@ -11,7 +13,7 @@ from compiler.layers import LayerInfo
 from compiler.lower import Lowered
 from compiler.memplan import MemoryPlan
 from contract import isa
-from contract.blob import Program
+from contract.blob import Program, validate
 from contract.hw import HwConfig
 
 
@@ -34,6 +36,21 @@ def constant_section(buffers: list[Buffer]) -> tuple[list[dict], bytes]:
         table.append({"name": b.name, "addr": b.addr, "offset": offset, "length": len(b.data)})
         offset += len(b.data)
     return table, b"".join(b.data for b in placed)
+
+
+def buffer_table(buffers: list[Buffer]) -> list[dict]:
+    """Every placed buffer: what the loader checks each binding against (its bytes
+    inside its buffer, the buffer inside the memory plan's region of its kind)."""
+    names = [b.name for b in buffers if b.addr is not None]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"two buffers share a name: {sorted(n for n in names if names.count(n) > 1)}"
+        )
+    return [
+        {"name": b.name, "kind": b.kind.value, "addr": b.addr, "size": b.nbytes}
+        for b in buffers
+        if b.addr is not None
+    ]
 
 
 def layer_entry(layer: LayerInfo) -> dict:
@@ -74,7 +91,7 @@ def package(
     const_table, const_data = constant_section(lowered.buffers)
     meta = {
         "isa_version": isa.ISA_VERSION,
-        "memory": plan.to_json(),
+        "memory": {**plan.to_json(), "buffers": buffer_table(lowered.buffers)},
         "segments": [s.to_json() for s in segmented.segments],
         "host_ops": [host_op_entry(h) for h in segmented.host_ops],
         "constants": const_table,
@@ -85,4 +102,7 @@ def package(
         ],
         "layers": [layer_entry(la) for la in lowered.layers],
     }
+    # The loader's checks, here on what the blob will hold (meta as JSON): a model never
+    # compiles into a blob the loader refuses.
+    validate(hw, code, const_data, json.loads(json.dumps(meta)))
     return Program(hw, code, const_data, meta, graph, debug_nodes)

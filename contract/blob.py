@@ -1,25 +1,32 @@
 """The program blob: its file format, the in-memory Program, how tensors are laid out in
-DRAM, and the decoded listing. The compiler writes blobs with this module and every
-backend, report and tool reads them with it.
+DRAM, the decoded listing, and the loader's validation. The compiler writes blobs with
+this module and every backend, report and tool reads them with it. docs/blob.md has the
+format and everything the loader checks.
 
 Blob layout (little-endian):
     magic "LOOMPRG\\0" | u32 format version | u32 ISA version | 32 B hardware-config
     SHA-256 | u64 payload length | 32 B payload SHA-256 | payload
 Payload: u32 section count, then per section a 16-byte name, u64 offset, u64 length,
-then the section bytes. Sections: "meta" (JSON: hardware config, memory plan,
-segments, host ops, input/output bindings, layer table, compile report), "code"
+then the section bytes. Sections: "meta" (JSON: hardware config, memory plan with its
+buffers, segments, host ops, input/output bindings, layer table, compile report), "code"
 (instructions, loaded at DRAM address 0), "const" (constant bytes; meta["constants"]
 places each at its DRAM address).
 
 A binding (meta inputs, outputs, layer tensors, host-op operands) is a dict: name,
-addr (the buffer's DRAM byte address), dtype (a TENSOR_TYPES name), shape, strides and
-offset in elements.
+addr (the buffer's DRAM byte address), buffer (its name in meta["memory"]["buffers"]),
+dtype (a TENSOR_TYPES name), shape, strides and offset in elements.
+
+Loading is a trust boundary: Program.from_bytes validates the whole blob (validate)
+before a Program exists, so a blob with a valid checksum but crafted metadata is
+refused with the field named (BlobError).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,13 +36,15 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from contract import hostops
 from contract import numerics as nx
 from contract.asm import format_insn
 from contract.hw import HwConfig
 from contract.isa import INSN_BYTES, ISA_VERSION, DType, IllegalInstruction, Insn, Opcode, decode
 
 MAGIC = b"LOOMPRG\0"
-FORMAT_VERSION = 1
+# 2: meta.memory lists the buffers (so every binding is checked inside its own)
+FORMAT_VERSION = 2
 _HEADER = struct.Struct("<8sII32sQ32s")
 # The entry-point group through which Program.__call__ finds the runtime (pyproject.toml):
 # the contract never imports the code that runs programs (docs/architecture.md).
@@ -285,6 +294,8 @@ class Program:
 
     @classmethod
     def from_bytes(cls, blob: bytes, hw: HwConfig | None = None) -> Program:
+        """The Program in a blob, after the whole blob has been validated (docs/blob.md):
+        BlobError, naming the field, for anything this Loom would not run as written."""
         if len(blob) < _HEADER.size or not blob.startswith(MAGIC):
             raise BlobError("not a Loom program blob (bad magic)")
         magic, fmt, isa_v, hw_hash, length, digest = _HEADER.unpack_from(blob)
@@ -305,13 +316,9 @@ class Program:
             )
         if hashlib.sha256(payload).digest() != digest:
             raise BlobError("blob checksum mismatch: the file is corrupt")
-        (count,) = struct.unpack_from("<I", payload)
-        sections = {}
-        for i in range(count):
-            name, off, n = struct.unpack_from("<16sQQ", payload, 4 + 32 * i)
-            sections[name.rstrip(b"\0").decode()] = payload[off : off + n]
-        meta = json.loads(sections["meta"])
-        blob_hw = HwConfig.from_dict(meta.pop("hw"))
+        sections = read_sections(payload)
+        meta = parse_meta(sections["meta"])
+        blob_hw = hw_config_of(meta.pop("hw"))
         if blob_hw.hash() != hw_hash.hex():
             raise BlobError("blob hardware-config hash does not match its own config: corrupt")
         if hw is not None and hw.hash() != blob_hw.hash():
@@ -319,9 +326,391 @@ class Program:
                 f"blob was compiled for hardware config {blob_hw.name!r}"
                 f" ({hw_hash.hex()[:12]}), not {hw.name!r} ({hw.hash()[:12]})"
             )
+        validate(blob_hw, sections["code"], sections["const"], meta)
         return cls(blob_hw, sections["code"], sections["const"], meta)
 
 
 def load(path: str | Path, hw: HwConfig | None = None) -> Program:
     """Load a blob; with hw, refuse one compiled for another hardware config."""
     return Program.from_bytes(Path(path).read_bytes(), hw)
+
+
+# ---------------------------------------------------------------- validation
+# Loading a blob is a trust boundary: blobs travel like model files, and the checksum
+# proves only that the bytes arrived as written, not that they are sane. Everything the
+# runtime reads from a blob is checked here before a Program exists (docs/blob.md), so
+# a crafted blob is refused with the field named instead of reading or writing outside
+# the DRAM image, asking for terabytes or calling an arbitrary torch operator.
+
+SECTIONS = ("meta", "code", "const")
+MAX_NDIM = 8  # tensor rank; the models' tensors have at most 5 dimensions
+_META_KEYS = {"isa_version", "memory", "segments", "host_ops", "constants", "inputs"}
+_META_KEYS |= {"outputs", "layers", "hw"}
+_META_OPTIONAL = {"report"}  # the compile report: shown to people, never executed
+_BINDING_KEYS = {"name", "addr", "buffer", "dtype", "shape", "strides", "offset"}
+_LAYER_KEYS = {"id", "path", "type", "kind", "aliases", "node", "output", "inputs", "nodes"}
+_HOST_OP_KEYS = {"target", "args", "kwargs", "inputs", "outputs", "node", "module"}
+_MEMORY_KEYS = {"code_bytes", "constants", "io", "activations", "activation_peak_live"}
+_MEMORY_KEYS |= {"activation_no_reuse", "total", "buffers"}
+# The memory plan's region of each buffer kind (compiler/memplan.py).
+REGION_OF_KIND = {
+    "constant": "constants",
+    "input": "io",
+    "output": "io",
+    "state": "io",
+    "activation": "activations",
+}
+_ADDR_LIMIT = 2**32  # DRAM addresses are 32 bits (HwConfig.dram_mib <= 4096)
+# Sane bounds of each hardware-config number: what a core could be, and what the ISA
+# model can allocate (SRAMs are numpy arrays of these sizes).
+_HW_BOUNDS: dict[str, tuple[tuple[type, ...], float, float]] = {
+    "array_dim": ((int,), 2, 256),
+    "spad_kib": ((int,), 1, 64 * 1024),
+    "acc_kib": ((int,), 1, 64 * 1024),
+    "dram_bus_bits": ((int,), 64, 4096),
+    "dram_mib": ((int,), 1, 4096),
+    "clock_mhz": ((int, float), 1e-3, 1e5),
+    "dram_latency_cycles": ((int,), 0, 10**6),
+    "dram_bytes_per_cycle": ((int,), 1, 4096),
+}
+
+
+def _refuse(path: str, reason: str):
+    raise BlobError(f"{path}: {reason}")
+
+
+def _obj(v, path: str, keys: set[str], optional: set[str] = frozenset()) -> dict:
+    """v is a JSON object with exactly `keys` (and maybe `optional`)."""
+    if not isinstance(v, dict):
+        _refuse(path, f"expected an object, got {type(v).__name__}")
+    for k in sorted(keys - set(v)):
+        _refuse(f"{path}.{k}", "missing")
+    for k in sorted(set(v) - keys - optional):
+        _refuse(f"{path}.{k}", "unknown field")
+    return v
+
+
+def _list(v, path: str) -> list:
+    if not isinstance(v, list):
+        _refuse(path, f"expected a list, got {type(v).__name__}")
+    return v
+
+
+def _str(v, path: str) -> str:
+    if type(v) is not str:
+        _refuse(path, f"expected a string, got {v!r}"[:200])
+    return v
+
+
+def _int(v, path: str, lo: int = 0, hi: int = _ADDR_LIMIT) -> int:
+    if type(v) is not int:
+        _refuse(path, f"expected an integer, got {v!r}"[:200])
+    if not lo <= v <= hi:
+        _refuse(path, f"{v} is outside [{lo}, {hi}]")
+    return v
+
+
+def read_sections(payload: bytes) -> dict[str, bytes]:
+    """The sections of a payload whose table is sane: exactly SECTIONS, each once,
+    inside the payload and tiling it after the table (no overlaps, no hidden bytes)."""
+    if len(payload) < 4:
+        _refuse("sections", "payload too short for a section table")
+    (count,) = struct.unpack_from("<I", payload)
+    if count != len(SECTIONS):
+        _refuse("sections", f"{count} sections; a blob has {len(SECTIONS)} {list(SECTIONS)}")
+    table_end = 4 + 32 * count
+    if table_end > len(payload):
+        _refuse("sections", f"the table needs {table_end} bytes; the payload has {len(payload)}")
+    entries = []
+    for i in range(count):
+        raw, off, n = struct.unpack_from("<16sQQ", payload, 4 + 32 * i)
+        name = raw.rstrip(b"\0")
+        if name.decode("ascii", "replace") not in SECTIONS or b"\0" in name:
+            _refuse(f"sections[{i}].name", f"unknown section {raw!r}")
+        entries.append((off, n, name.decode(), i))
+    names = [e[2] for e in entries]
+    if sorted(names) != sorted(SECTIONS):
+        _refuse("sections", f"sections {names}; a blob has each of {list(SECTIONS)} once")
+    at = table_end
+    for off, n, name, i in sorted(entries):
+        if off != at:
+            what = "overlaps the previous section" if off < at else f"leaves a gap after {at}"
+            _refuse(f"sections[{i}] ({name}).offset", f"{off} {what}")
+        if off + n > len(payload):
+            _refuse(
+                f"sections[{i}] ({name}).length",
+                f"{off} + {n} runs past the payload ({len(payload)} bytes)",
+            )
+        at = off + n
+    if at != len(payload):
+        _refuse("sections", f"{len(payload) - at} bytes after the last section")
+    out = {name: payload[off : off + n] for off, n, name, _ in entries}
+    if len(out["code"]) % INSN_BYTES:
+        _refuse(
+            "sections.code",
+            f"{len(out['code'])} bytes is not a whole number of {INSN_BYTES}-byte instructions",
+        )
+    return out
+
+
+def parse_meta(data: bytes) -> dict:
+    try:
+        meta = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise BlobError(f"meta: not valid JSON ({str(e)[:120]})") from None
+    _obj(meta, "meta", _META_KEYS, _META_OPTIONAL)
+    return meta
+
+
+def hw_config_of(values) -> HwConfig:
+    """The hardware config a blob records, each field of the right type within bounds."""
+    keys = {f.name for f in dataclasses.fields(HwConfig)}
+    _obj(values, "meta.hw", keys)
+    _str(values["name"], "meta.hw.name")
+    for name, (types, lo, hi) in _HW_BOUNDS.items():
+        v = values[name]
+        if type(v) not in types or not lo <= v <= hi:
+            _refuse(f"meta.hw.{name}", f"{v!r} is not a number in [{lo}, {hi}]"[:200])
+    try:
+        return HwConfig.from_dict(values)
+    except ValueError as e:
+        raise BlobError(f"meta.hw: {e}") from None
+
+
+def image_bytes(program_meta: dict, code: bytes) -> int:
+    """The size of the DRAM image a program runs in: its memory plan's footprint (the
+    code included), in whole 64-byte lines."""
+    size = max(program_meta["memory"]["total"], len(code), 64)
+    return -(-size // 64) * 64
+
+
+def validate(hw: HwConfig, code: bytes, const_data: bytes, meta: dict) -> None:
+    """Refuse (BlobError naming the field) a program that could not run as written: the
+    whole meta as a schema, every binding inside the DRAM image and its buffer, the
+    segments inside the code, host ops on the allow-list (contract.hostops)."""
+    _obj(meta, "meta", _META_KEYS - {"hw"}, _META_OPTIONAL | {"hw"})
+    if meta["isa_version"] != ISA_VERSION:
+        _refuse("meta.isa_version", f"{meta['isa_version']!r}; the header says {ISA_VERSION}")
+    if "report" in meta and not isinstance(meta["report"], dict):
+        _refuse("meta.report", "expected an object")
+    buffers = _validate_memory(meta["memory"], hw, len(code))
+    image = image_bytes(meta, code)
+    check = _Bindings(buffers, image)
+    _validate_constants(meta["constants"], buffers, len(const_data))
+    for i, b in enumerate(_list(meta["inputs"], "meta.inputs")):
+        path = f"meta.inputs[{i}]"
+        if isinstance(b, dict) and "addr" not in b:
+            _obj(b, path, {"name", "value"})
+            _str(b["name"], f"{path}.name")
+            if b["value"] is not None and type(b["value"]) not in (int, float, bool):
+                _refuse(f"{path}.value", f"expected a number, a bool or null, got {b['value']!r}")
+            continue
+        check(b, path, kinds={"input"})
+    for i, b in enumerate(_list(meta["outputs"], "meta.outputs")):
+        if b is not None:
+            check(b, f"meta.outputs[{i}]")
+    layer_ids = _validate_layers(meta["layers"], check)
+    _validate_host_ops(meta["host_ops"], check)
+    _validate_segments(meta["segments"], code, len(meta["host_ops"]), layer_ids)
+
+
+def _span(lo: int, hi: int) -> str:
+    return f"[{lo:#x}, {hi:#x})"
+
+
+def _validate_memory(memory, hw: HwConfig, code_bytes: int) -> dict[str, dict]:
+    """The memory plan: its regions in order inside the DRAM, each buffer inside the
+    region of its kind. Returns the buffers by name."""
+    _obj(memory, "meta.memory", _MEMORY_KEYS)
+    if _int(memory["code_bytes"], "meta.memory.code_bytes") != code_bytes:
+        _refuse("meta.memory.code_bytes", f"{memory['code_bytes']}; the code has {code_bytes}")
+    for k in ("activation_peak_live", "activation_no_reuse"):
+        _int(memory[k], f"meta.memory.{k}")
+    total = _int(memory["total"], "meta.memory.total", hi=hw.dram_bytes)
+    regions, at = {}, code_bytes
+    for name in ("constants", "io", "activations"):
+        path = f"meta.memory.{name}"
+        r = _list(memory[name], path)
+        if len(r) != 2:
+            _refuse(path, f"expected [start, end], got {r!r}"[:200])
+        start = _int(r[0], f"{path}[0]", lo=at, hi=total)
+        end = _int(r[1], f"{path}[1]", lo=start, hi=total)
+        regions[name], at = (start, end), end
+    buffers: dict[str, dict] = {}
+    for i, b in enumerate(_list(memory["buffers"], "meta.memory.buffers")):
+        path = f"meta.memory.buffers[{i}]"
+        _obj(b, path, {"name", "kind", "addr", "size"})
+        name = _str(b["name"], f"{path}.name")
+        if name in buffers:
+            _refuse(f"{path}.name", f"buffer {name!r} is listed twice")
+        if type(b["kind"]) is not str or b["kind"] not in REGION_OF_KIND:
+            _refuse(f"{path}.kind", f"{b['kind']!r} is not one of {list(REGION_OF_KIND)}"[:200])
+        lo, hi = regions[REGION_OF_KIND[b["kind"]]]
+        addr = _int(b["addr"], f"{path}.addr")
+        size = _int(b["size"], f"{path}.size", lo=1)
+        if not lo <= addr <= addr + size <= hi:
+            _refuse(
+                path,
+                f"{b['kind']} buffer {_span(addr, addr + size)} is outside the memory"
+                f" plan's {REGION_OF_KIND[b['kind']]} region {_span(lo, hi)}",
+            )
+        buffers[name] = b
+    # Only activations share memory (by lifetime); constants and I/O each have their own.
+    placed = sorted(
+        (b["addr"], b["addr"] + b["size"], b["name"])
+        for b in buffers.values()
+        if b["kind"] != "activation"
+    )
+    for (_, end, first), (start, _, second) in zip(placed, placed[1:], strict=False):
+        if start < end:
+            _refuse("meta.memory.buffers", f"buffers {first!r} and {second!r} overlap")
+    return buffers
+
+
+def _validate_constants(constants, buffers: dict[str, dict], const_bytes: int) -> None:
+    """Each constant is a constant buffer's bytes, taken from the const section."""
+    pieces = []
+    for i, c in enumerate(_list(constants, "meta.constants")):
+        path = f"meta.constants[{i}]"
+        _obj(c, path, {"name", "addr", "offset", "length"})
+        buf = buffers.get(_str(c["name"], f"{path}.name"))
+        if buf is None or buf["kind"] != "constant":
+            _refuse(f"{path}.name", f"{c['name']!r} is not a constant buffer of the memory plan")
+        if _int(c["addr"], f"{path}.addr") != buf["addr"]:
+            _refuse(f"{path}.addr", f"{c['addr']:#x}; its buffer is at {buf['addr']:#x}")
+        length = _int(c["length"], f"{path}.length", hi=buf["size"])
+        offset = _int(c["offset"], f"{path}.offset", hi=const_bytes - length)
+        pieces.append((offset, offset + length, i))
+    for (_, end, _), (start, _, second) in zip(sorted(pieces), sorted(pieces)[1:], strict=False):
+        if start < end:
+            _refuse(f"meta.constants[{second}].offset", "overlaps another constant's bytes")
+
+
+class _Bindings:
+    """Checks a bound tensor: its fields' types, its size against the DRAM image and its
+    bytes inside the buffer the memory plan gave it."""
+
+    def __init__(self, buffers: dict[str, dict], image: int):
+        self.buffers, self.image = buffers, image
+
+    def __call__(self, b, path: str, kinds: set[str] | None = None) -> None:
+        _obj(b, path, _BINDING_KEYS)
+        _str(b["name"], f"{path}.name")
+        t = TENSOR_TYPES.get(b["dtype"]) if type(b["dtype"]) is str else None
+        if t is None:
+            _refuse(f"{path}.dtype", f"{b['dtype']!r} is not one of {list(TENSOR_TYPES)}"[:200])
+        shape, strides = _list(b["shape"], f"{path}.shape"), _list(b["strides"], f"{path}.strides")
+        if len(shape) > MAX_NDIM:
+            _refuse(f"{path}.shape", f"{len(shape)} dimensions (at most {MAX_NDIM})")
+        if len(strides) != len(shape):
+            _refuse(f"{path}.strides", f"{len(strides)} strides for {len(shape)} dimensions")
+        for k, n in enumerate(shape):
+            _int(n, f"{path}.shape[{k}]")
+        for k, s in enumerate(strides):
+            _int(s, f"{path}.strides[{k}]")
+        _int(b["offset"], f"{path}.offset")
+        numel = math.prod(shape)
+        if numel * t.itemsize > self.image:
+            _refuse(
+                f"{path}.shape",
+                f"{shape} is {numel} {t.name} elements; the DRAM image has {self.image} bytes",
+            )
+        buf = self.buffers.get(b["buffer"]) if type(b["buffer"]) is str else None
+        if buf is None:
+            _refuse(f"{path}.buffer", f"{b['buffer']!r} is not a buffer of the memory plan"[:200])
+        if kinds is not None and buf["kind"] not in kinds:
+            _refuse(
+                f"{path}.buffer", f"{buf['name']!r} is a {buf['kind']} buffer, not {sorted(kinds)}"
+            )
+        if _int(b["addr"], f"{path}.addr") != buf["addr"]:
+            _refuse(
+                f"{path}.addr",
+                f"{b['addr']:#x}; buffer {buf['name']!r} is at {buf['addr']:#x}"[:200],
+            )
+        lo, hi = binding_span(b)
+        if lo % t.itemsize:
+            _refuse(f"{path}.offset", f"first byte {lo:#x} is not {t.itemsize}-byte aligned")
+        end = buf["addr"] + buf["size"]
+        if not buf["addr"] <= lo <= hi <= end:
+            _refuse(
+                path,
+                f"tensor bytes {_span(lo, hi)} are outside its buffer {buf['name']!r}"
+                f" {_span(buf['addr'], end)}",
+            )
+
+
+def _validate_layers(layers, check: _Bindings) -> set[int]:
+    ids: set[int] = set()
+    for i, la in enumerate(_list(layers, "meta.layers")):
+        path = f"meta.layers[{i}]"
+        _obj(la, path, _LAYER_KEYS)
+        if _int(la["id"], f"{path}.id") in ids:
+            _refuse(f"{path}.id", f"layer id {la['id']} is used twice")
+        ids.add(la["id"])
+        for k in ("path", "type", "kind", "node"):
+            _str(la[k], f"{path}.{k}")
+        for k in ("aliases", "nodes"):
+            for j, s in enumerate(_list(la[k], f"{path}.{k}")):
+                _str(s, f"{path}.{k}[{j}]")
+        check(la["output"], f"{path}.output")
+        for j, b in enumerate(_list(la["inputs"], f"{path}.inputs")):
+            check(b, f"{path}.inputs[{j}]")
+    return ids
+
+
+def _validate_host_ops(host_ops, check: _Bindings) -> None:
+    for i, op in enumerate(_list(host_ops, "meta.host_ops")):
+        path = f"meta.host_ops[{i}]"
+        _obj(op, path, _HOST_OP_KEYS)
+        _str(op["node"], f"{path}.node")
+        _str(op["module"], f"{path}.module")
+        inputs = _list(op["inputs"], f"{path}.inputs")
+        outputs = _list(op["outputs"], f"{path}.outputs")
+        for j, b in enumerate(inputs):
+            check(b, f"{path}.inputs[{j}]")
+        # A host op writes only buffers the program computes: never constants or inputs.
+        for j, b in enumerate(outputs):
+            check(b, f"{path}.outputs[{j}]", kinds={"activation", "output"})
+        try:
+            hostops.check_call(op["target"], op["args"], op["kwargs"], len(inputs), len(outputs))
+        except hostops.HostOpRefused as e:
+            raise BlobError(f"{path}.{e.field}: {e.reason}"[:400]) from None
+
+
+def _validate_segments(segments, code: bytes, n_host_ops: int, layer_ids: set[int]) -> None:
+    """As compiler/emit.py cuts them: device segments tile the code in order, each
+    closed by its only HALT; host segments name the host ops in order, each once."""
+    pc, host_op = 0, 0
+    for i, seg in enumerate(_list(segments, "meta.segments")):
+        path = f"meta.segments[{i}]"
+        if not isinstance(seg, dict) or seg.get("kind") not in ("device", "host"):
+            _refuse(f"{path}.kind", "expected 'device' or 'host'")
+        if seg["kind"] == "host":
+            _obj(seg, path, {"kind", "host_op"})
+            if _int(seg["host_op"], f"{path}.host_op", hi=n_host_ops) != host_op:
+                _refuse(f"{path}.host_op", f"{seg['host_op']}; the next host op is {host_op}")
+            host_op += 1
+            continue
+        _obj(seg, path, {"kind", "pc", "insns"})
+        if _int(seg["pc"], f"{path}.pc", hi=len(code)) != pc:
+            _refuse(f"{path}.pc", f"{seg['pc']:#x}; the previous segment ends at {pc:#x}")
+        end = pc + INSN_BYTES * _int(seg["insns"], f"{path}.insns", lo=1)
+        if end > len(code):
+            _refuse(f"{path}.insns", f"the segment ends at {end:#x}, past the code ({len(code)})")
+        opcodes = code[pc:end:INSN_BYTES]  # the opcode is each word's first byte
+        if opcodes.find(Opcode.HALT) != len(opcodes) - 1:
+            _refuse(f"{path}.insns", "a device segment ends with its only HALT")
+        pc = end
+    if pc != len(code):
+        _refuse("meta.segments", f"code bytes {_span(pc, len(code))} belong to no segment")
+    if host_op != n_host_ops:
+        _refuse("meta.segments", f"host ops {host_op}..{n_host_ops - 1} belong to no segment")
+    for at in range(0, len(code), INSN_BYTES):
+        if code[at] != Opcode.CHECKPOINT:
+            continue
+        try:
+            layer = decode(code[at : at + INSN_BYTES]).layer
+        except IllegalInstruction:
+            continue  # a fault the core reports when it gets there
+        if layer not in layer_ids:
+            _refuse(f"code[pc {at:#x}]", f"CHECKPOINT names layer {layer}, not in meta.layers")

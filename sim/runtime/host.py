@@ -1,40 +1,106 @@
 """Host segments: the ops the compiler left to the CPU, run with PyTorch on the DRAM
-image between device segments."""
+image between device segments.
+
+A host op's target and arguments come from the blob, so they are resolved only through
+the allow-list of contract.hostops (the loader has checked them against it already;
+this checks again so a Program built in memory gets the same answer) and the fixed
+tables below: nothing here looks a name from the blob up on torch. Each op first runs on
+the meta device (shapes and dtypes, no memory), so a call whose results would not fit
+its output bindings is refused before PyTorch allocates anything.
+"""
 
 from __future__ import annotations
 
 import torch
 
+from contract import hostops
+from contract.blob import TENSOR_TYPES
 from sim.runtime import image
 
 
-def _resolve_target(name: str):
-    ns, op, overload = name.split(".")
-    return getattr(getattr(getattr(torch.ops, ns), op), overload)
+class HostOpError(RuntimeError):
+    """A host op that cannot run as the blob states it (PyTorch refuses its arguments,
+    or its results do not match its output bindings), named by index, target, node."""
 
 
-def _host_value(arg, tensors: list[torch.Tensor]):
+def _overload(target: str) -> torch._ops.OpOverload:
+    namespace, op, overload = target.split(".")
+    return getattr(getattr(getattr(torch.ops, namespace), op), overload)
+
+
+# The overloads of the allow-list, resolved once from its own (fixed) names.
+_OPS: dict[str, torch._ops.OpOverload] = {t: _overload(t) for t in hostops.HOST_OPS}
+# Torch objects by the contract's own names (contract.hostops), never by a blob's string.
+_DTYPES = {name: getattr(torch, name) for name in hostops.DTYPES}
+_LAYOUTS = {name: getattr(torch, name) for name in hostops.LAYOUTS}
+_MEMORY_FORMATS = {name: getattr(torch, name) for name in hostops.MEMORY_FORMATS}
+# The floating element types are the DMA-loadable ones (contract.blob.TENSOR_TYPES).
+_FLOATING = {name for name, t in TENSOR_TYPES.items() if t.isa is not None}
+
+
+def _host_value(arg, tensors: list[torch.Tensor], device: torch.device):
+    """A JSON argument (contract.hostops encoding) as the torch value it stands for."""
     if isinstance(arg, dict):
-        if "tensor" in arg:
-            return tensors[arg["tensor"]]
-        if "dtype" in arg:
-            return getattr(torch, arg["dtype"])
-        if "device" in arg:
-            return torch.device("cpu")
-        if "memory_format" in arg:
-            return getattr(torch, arg["memory_format"])
-        if "layout" in arg:
-            return getattr(torch, arg["layout"])
+        (key, value), *_ = arg.items()
+        if key == "tensor":
+            return tensors[value]
+        if key == "dtype":
+            return _DTYPES[value]
+        if key == "device":
+            return device
+        if key == "layout":
+            return _LAYOUTS[value]
+        return _MEMORY_FORMATS[value]
     if isinstance(arg, list):
-        return [_host_value(a, tensors) for a in arg]
+        return [_host_value(a, tensors, device) for a in arg]
     return arg
 
 
-def run_host_op(dram, op: dict) -> None:
+def _call(fn, op: dict, tensors: list[torch.Tensor], device: torch.device) -> list:
+    args = _host_value(op["args"], tensors, device)
+    kwargs = {k: _host_value(v, tensors, device) for k, v in op["kwargs"].items()}
+    with torch.device(device):  # factory ops (arange) without a device argument
+        result = fn(*args, **kwargs)
+    return list(result) if isinstance(result, (list, tuple)) else [result]
+
+
+def _fits(value, b: dict) -> str | None:
+    """Why a result cannot be stored in output binding b, or None."""
+    if not isinstance(value, torch.Tensor):
+        return f"returns a {type(value).__name__}, not a tensor"
+    if tuple(value.shape) != tuple(b["shape"]):
+        return f"returns shape {tuple(value.shape)}; the output binding has {tuple(b['shape'])}"
+    if (b["dtype"] in _FLOATING) != value.dtype.is_floating_point:
+        return f"returns {value.dtype}; the output binding holds {b['dtype']}"
+    return None
+
+
+def run_host_op(dram, op: dict, index: int = 0) -> None:
+    what = f"host op {index} {op['target']} (node {op['node']})"
+    try:
+        hostops.check_call(
+            op["target"], op["args"], op["kwargs"], len(op["inputs"]), len(op["outputs"])
+        )
+    except hostops.HostOpRefused as e:
+        raise HostOpError(f"{what}: {e}") from None
+    fn = _OPS[op["target"]]
     tensors = [image.read(dram, b) for b in op["inputs"]]
-    args = _host_value(op["args"], tensors)
-    kwargs = {k: _host_value(v, tensors) for k, v in op["kwargs"].items()}
-    result = _resolve_target(op["target"])(*args, **kwargs)
-    results = result if isinstance(result, (list, tuple)) else [result]
-    for b, value in zip(op["outputs"], results, strict=True):
-        image.write(dram, b, value, f"host op {op['target']} ({op['node']})")
+    meta_device, cpu = torch.device("meta"), torch.device("cpu")
+    # PyTorch's errors for arguments it refuses are RuntimeError, ValueError, TypeError
+    # or IndexError (an index out of range); they are about the blob's op, so say which.
+    try:
+        shapes = _call(fn, op, [t.to(meta_device) for t in tensors], meta_device)
+    except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as e:
+        raise HostOpError(f"{what}: PyTorch refuses its arguments: {e}"[:600]) from None
+    if len(shapes) != len(op["outputs"]):
+        raise HostOpError(f"{what}: returns {len(shapes)} tensors, {len(op['outputs'])} bound")
+    for j, (value, b) in enumerate(zip(shapes, op["outputs"], strict=True)):
+        why = _fits(value, b)
+        if why is not None:
+            raise HostOpError(f"{what}: output {j} {why}")
+    try:
+        results = _call(fn, op, tensors, cpu)
+        for j, (value, b) in enumerate(zip(results, op["outputs"], strict=True)):
+            image.write(dram, b, value, f"{what} output {j}")
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        raise HostOpError(f"{what}: {e}"[:600]) from None

@@ -6,15 +6,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from contract.blob import binding_view, decode_tensor, encode_tensor
+from contract.blob import binding_span, binding_view, decode_tensor, encode_tensor, image_bytes
 
 
 def new_image(program, alloc=None) -> np.ndarray:
     """DRAM holding the code at 0 and every constant at its address. Sized to the
     program's footprint (np.zeros pages in lazily); alloc(nbytes) may supply the zeroed
     array (a backend's shared mapping)."""
-    size = max(program.meta["memory"]["total"], len(program.code), 64)
-    dram = (alloc or (lambda n: np.zeros(n, dtype=np.uint8)))(-(-size // 64) * 64)
+    dram = (alloc or (lambda n: np.zeros(n, dtype=np.uint8)))(
+        image_bytes(program.meta, program.code)
+    )
     dram[: len(program.code)] = np.frombuffer(program.code, dtype=np.uint8)
     data = np.frombuffer(program.const_data, dtype=np.uint8)
     for c in program.meta["constants"]:
@@ -22,12 +23,25 @@ def new_image(program, alloc=None) -> np.ndarray:
     return dram
 
 
+def _inside(dram: np.ndarray, b: dict) -> None:
+    """The loader (contract.blob.validate) keeps every binding inside the image; should
+    one ever get past it, stop before numpy reads or writes memory that is not DRAM."""
+    lo, hi = binding_span(b)
+    if not 0 <= lo <= hi <= dram.size:
+        raise AssertionError(
+            f"binding {b.get('name')!r} spans DRAM [{lo:#x}, {hi:#x}), outside the"
+            f" {dram.size}-byte image: the loader should have refused this program"
+        )
+
+
 def read(dram: np.ndarray, b: dict) -> torch.Tensor:
     """A bound tensor's value, copied out of the image."""
+    _inside(dram, b)
     return torch.from_numpy(np.array(decode_tensor(binding_view(dram, b), b["dtype"])))
 
 
 def write(dram: np.ndarray, b: dict, value: torch.Tensor, what: str) -> None:
+    _inside(dram, b)
     shape = tuple(b["shape"])
     if tuple(value.shape) != shape:
         raise ValueError(f"{what}: expected shape {shape}, got {tuple(value.shape)}")

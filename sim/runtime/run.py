@@ -14,7 +14,18 @@ import torch
 
 from sim.runtime import image
 from sim.runtime.backend import Backend, make_backend
-from sim.runtime.host import run_host_op
+from sim.runtime.host import HostOpError, run_host_op
+
+# The errors a program that loaded can still stop with, each naming where (docs/blob.md):
+# a device fault (the backend's, e.g. sim.ref.ExecError), a host op PyTorch refuses
+# (HostOpError), a checkpoint the layer table does not have (CheckpointError).
+
+
+class CheckpointError(RuntimeError):
+    """A CHECKPOINT instruction names a layer that is not in the program's layer table."""
+
+
+__all__ = ["CheckpointError", "HostOpError", "RunResult", "execute", "run"]
 
 
 @dataclass
@@ -51,7 +62,7 @@ def execute(program, inputs, backend: Backend, read_checkpoints: bool = True) ->
     def on_checkpoint(layer_id: int) -> None:
         la = layers.get(layer_id)
         if la is None:
-            raise RuntimeError(f"checkpoint {layer_id} is not in the layer table")
+            raise CheckpointError(f"checkpoint {layer_id} is not in the layer table")
         if not read_checkpoints:
             return
         checkpoints[layer_id] = {
@@ -65,7 +76,7 @@ def execute(program, inputs, backend: Backend, read_checkpoints: bool = True) ->
             backend.run_segment(dram, program.code, seg["pc"], on_checkpoint)
             times["device_s"] += time.perf_counter() - t
         else:
-            run_host_op(dram, program.meta["host_ops"][seg["host_op"]])
+            run_host_op(dram, program.meta["host_ops"][seg["host_op"]], seg["host_op"])
             times["host_s"] += time.perf_counter() - t
     outputs = [image.read(dram, b) if b else None for b in program.meta["outputs"]]
     return RunResult(outputs, checkpoints, {**backend.stats, **times})
