@@ -177,6 +177,20 @@ def _subprocess_problem(rc: int | None, timeout: float, log: Path) -> str:
     return f"exit status {rc}: {mutate._tail(log) or '(no output)'}"
 
 
+def _run_command(
+    cmd: list[str], flags: dict[str, object], job: Job, out: Path, record: dict
+) -> tuple[int | None, Path]:
+    """Run a job's command with its optional flags (those not None) under the job's
+    timeout, logging to OUT/job.log; records the command and the log's tail. Returns
+    the exit status (None: timed out) and the log."""
+    cmd = cmd + [x for flag, v in flags.items() if v is not None for x in (flag, str(v))]
+    record["command"] = shlex.join(cmd)
+    log = out / "job.log"
+    rc, _ = mutate._run(cmd, dict(os.environ), job.timeout, log)
+    record["log_tail"] = mutate._tail(log, LOG_TAIL_LINES)
+    return rc, log
+
+
 def _run_model(job: Job, out: Path, record: dict) -> None:
     p = job.params
     cmd = [
@@ -193,17 +207,8 @@ def _run_model(job: Job, out: Path, record: dict) -> None:
         "--out",
         str(out),
     ]
-    for flag, value in (
-        ("--layers", p.get("layers")),
-        ("--hw", p.get("hw")),
-        ("--fault", p.get("fault")),
-    ):
-        if value is not None:
-            cmd += [flag, str(value)]
-    record["command"] = shlex.join(cmd)
-    log = out / "job.log"
-    rc, _ = mutate._run(cmd, dict(os.environ), job.timeout, log)
-    record["log_tail"] = mutate._tail(log, LOG_TAIL_LINES)
+    flags = {"--layers": p.get("layers"), "--hw": p.get("hw"), "--fault": p.get("fault")}
+    rc, log = _run_command(cmd, flags, job, out, record)
     report_file = out / "report.json"
     rep = json.loads(report_file.read_text()) if report_file.exists() else None
     if rep is not None:
@@ -257,13 +262,7 @@ def _run_fuzz(job: Job, out: Path, record: dict) -> None:
         str(out),
     ]
     cmd += [] if p.get("shrink", True) else ["--no-shrink"]
-    for flag, value in (("--hw", p.get("hw")), ("--fault", p.get("fault"))):
-        if value is not None:
-            cmd += [flag, str(value)]
-    record["command"] = shlex.join(cmd)
-    log = out / "job.log"
-    rc, _ = mutate._run(cmd, dict(os.environ), job.timeout, log)
-    record["log_tail"] = mutate._tail(log, LOG_TAIL_LINES)
+    rc, log = _run_command(cmd, {"--hw": p.get("hw"), "--fault": p.get("fault")}, job, out, record)
     summary_file = out / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
     if summary is not None:

@@ -27,7 +27,9 @@ import os
 import re
 import secrets
 import select
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -257,9 +259,22 @@ class VerilatorBackend:
     # ------------------------------------------------------------------ simulator process
     def _start(self) -> None:
         key = secrets.token_hex(16)
-        sock = str(self.workdir / "tb.sock")
-        if os.path.exists(sock):
-            os.unlink(sock)
+        # A socket path is limited to ~107 bytes (sun_path), which a build directory under
+        # a deep checkout can exceed: the socket lives in a short private directory.
+        sock_dir = tempfile.mkdtemp(prefix="loom-tb-")
+        sock = os.path.join(sock_dir, "tb.sock")
+        try:
+            self._connect(sock, key)
+        finally:  # the simulator connects once: neither the socket nor its directory stay
+            shutil.rmtree(sock_dir, ignore_errors=True)
+        hello = self._conn.recv()
+        if hello.get("event") == "error":  # reset or the register map check failed
+            self.close()
+            raise RtlError(f"testbench: {hello['message']}")
+        assert hello.get("event") == "ready", hello
+
+    def _connect(self, sock: str, key: str) -> None:
+        """Start the simulator and accept its connection on socket path sock."""
         listener = Listener(sock, family="AF_UNIX", authkey=key.encode())
         env = {
             "LOOM_TB_SOCKET": sock,
@@ -289,11 +304,6 @@ class VerilatorBackend:
                 )
         self._conn = listener.accept()
         listener.close()
-        hello = self._conn.recv()
-        if hello.get("event") == "error":  # reset or the register map check failed
-            self.close()
-            raise RtlError(f"testbench: {hello['message']}")
-        assert hello.get("event") == "ready", hello
 
     def _simulate(self, env: dict) -> None:
         from cocotb_tools.runner import get_runner
