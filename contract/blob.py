@@ -27,7 +27,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import struct
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib.metadata import entry_points
@@ -39,7 +41,7 @@ from numpy.lib.stride_tricks import as_strided
 from contract import hostops
 from contract import numerics as nx
 from contract.asm import format_insn
-from contract.hw import HwConfig
+from contract.hw import NAME_PATTERN, HwConfig
 from contract.isa import INSN_BYTES, ISA_VERSION, DType, IllegalInstruction, Insn, Opcode, decode
 
 MAGIC = b"LOOMPRG\0"
@@ -218,6 +220,15 @@ class Listing:
         return spans
 
 
+def printable(text) -> str:
+    """text with anything but printable ASCII escaped (\\n, \\x1b, \\u...): blob strings
+    are printed, and an escape sequence or newline must not forge a terminal's output."""
+    text = str(text)
+    if _PRINTABLE.fullmatch(text):
+        return text
+    return "".join(c if _PRINTABLE.fullmatch(c) else ascii(c)[1:-1] for c in text)
+
+
 # ---------------------------------------------------------------- the program
 @dataclass
 class Program:
@@ -244,14 +255,16 @@ class Program:
     def describe_segments(self) -> str:
         lines = [
             f"# program: {len(self.code) // INSN_BYTES} instructions, "
-            f"{len(self.segments)} segments, hw {self.hw.name}"
+            f"{len(self.segments)} segments, hw {printable(self.hw.name)}"
         ]
         for i, s in enumerate(self.segments):
             if s["kind"] == "device":
                 lines.append(f"# segment {i}: device pc={s['pc']:#x} insns={s['insns']}")
             else:
                 op = self.meta["host_ops"][s["host_op"]]
-                lines.append(f"# segment {i}: host {op['target']} ({op['node']})")
+                lines.append(
+                    f"# segment {i}: host {printable(op['target'])} ({printable(op['node'])})"
+                )
         return "\n".join(lines) + "\n"
 
     def __call__(self, *inputs, backend: str = "ref", **options):
@@ -344,6 +357,19 @@ def load(path: str | Path, hw: HwConfig | None = None) -> Program:
 
 SECTIONS = ("meta", "code", "const")
 MAX_NDIM = 8  # tensor rank; the models' tensors have at most 5 dimensions
+# Bindings in a blob, all kinds together; GPT-2 small (12 blocks, 126 layers) has 253.
+MAX_BINDINGS = 1 << 14
+# What a run may read out of DRAM, in host bytes (the decoded tensors: bf16 widened to
+# float32, int32 to int64): every layer's output and inputs at each CHECKPOINT that
+# names it, the outputs, each host op's inputs and results and the inputs written.
+# Zero strides make a view's elements cost more than its bytes in DRAM, so this is
+# counted in elements, and bounded by READ_PER_IMAGE_BYTE bytes per byte of the DRAM
+# image plus READ_BASE (docs/blob.md has the figures of the repository's models).
+READ_PER_IMAGE_BYTE = 8
+READ_BASE = 64 << 20
+# Identifiers (node, module, layer, binding and buffer names): printable ASCII.
+MAX_IDENT = 256
+_PRINTABLE = re.compile(r"[\x20-\x7e]*")
 _META_KEYS = {"isa_version", "memory", "segments", "host_ops", "constants", "inputs"}
 _META_KEYS |= {"outputs", "layers", "hw"}
 _META_OPTIONAL = {"report"}  # the compile report: shown to people, never executed
@@ -361,17 +387,23 @@ REGION_OF_KIND = {
     "activation": "activations",
 }
 _ADDR_LIMIT = 2**32  # DRAM addresses are 32 bits (HwConfig.dram_mib <= 4096)
-# Sane bounds of each hardware-config number: what a core could be, and what the ISA
-# model can allocate (SRAMs are numpy arrays of these sizes).
+# Bounds of each hardware-config number: what the RTL (rtl/, docs/rtl.md) and the ISA
+# can be built for, the configs of configs/hw/ well inside them (docs/blob.md).
 _HW_BOUNDS: dict[str, tuple[tuple[type, ...], float, float]] = {
-    "array_dim": ((int,), 2, 256),
-    "spad_kib": ((int,), 1, 64 * 1024),
-    "acc_kib": ((int,), 1, 64 * 1024),
-    "dram_bus_bits": ((int,), 64, 4096),
-    "dram_mib": ((int,), 1, 4096),
-    "clock_mhz": ((int, float), 1e-3, 1e5),
-    "dram_latency_cycles": ((int,), 0, 10**6),
-    "dram_bytes_per_cycle": ((int,), 1, 4096),
+    # lane masks are computed in 64 bits (rtl/loom_dma.sv); configs: 8, 16
+    "array_dim": ((int,), 2, 64),
+    # SRAM element addresses are 20-bit instruction fields (contract/isa.py): 2**20
+    # bf16 elements in the scratchpad, 2**20 fp32 in the accumulator; configs: 32-512
+    # and 16-256 KiB
+    "spad_kib": ((int,), 1, 2 * 1024),
+    "acc_kib": ((int,), 1, 4 * 1024),
+    # an AXI4 data bus: a power of two up to 1024 bits (checked below); configs 128, 256
+    "dram_bus_bits": ((int,), 64, 1024),
+    "dram_mib": ((int,), 1, 4096),  # 32-bit DRAM addresses
+    "clock_mhz": ((int, float), 1, 10**4),  # reports only; configs 500, 1000
+    # the simulated DRAM's timing (sim/hdl/loom_axi_dram.sv); configs 60-100, 16-32
+    "dram_latency_cycles": ((int,), 0, 4096),
+    "dram_bytes_per_cycle": ((int,), 1, 1024),
 }
 
 
@@ -399,6 +431,17 @@ def _list(v, path: str) -> list:
 def _str(v, path: str) -> str:
     if type(v) is not str:
         _refuse(path, f"expected a string, got {v!r}"[:200])
+    return v
+
+
+def _ident(v, path: str) -> str:
+    """A name the blob gives something, which reports and listings print: printable
+    ASCII (no control characters, escapes or newlines), at most MAX_IDENT long."""
+    _str(v, path)
+    if len(v) > MAX_IDENT:
+        _refuse(path, f"{len(v)} characters (at most {MAX_IDENT})")
+    if not _PRINTABLE.fullmatch(v):
+        _refuse(path, f"'{printable(v)[:120]}' holds characters other than printable ASCII")
     return v
 
 
@@ -466,15 +509,24 @@ def hw_config_of(values) -> HwConfig:
     """The hardware config a blob records, each field of the right type within bounds."""
     keys = {f.name for f in dataclasses.fields(HwConfig)}
     _obj(values, "meta.hw", keys)
-    _str(values["name"], "meta.hw.name")
+    name = _str(values["name"], "meta.hw.name")
+    if not NAME_PATTERN.fullmatch(name):
+        _refuse("meta.hw.name", f"'{printable(name)[:80]}' is not 1 to 64 of [A-Za-z0-9._-]")
     for name, (types, lo, hi) in _HW_BOUNDS.items():
         v = values[name]
         if type(v) not in types or not lo <= v <= hi:
             _refuse(f"meta.hw.{name}", f"{v!r} is not a number in [{lo}, {hi}]"[:200])
+    bus = values["dram_bus_bits"]
+    if bus & (bus - 1):
+        _refuse("meta.hw.dram_bus_bits", f"{bus} is not a power of two (an AXI4 data bus)")
     try:
         return HwConfig.from_dict(values)
     except ValueError as e:
         raise BlobError(f"meta.hw: {e}") from None
+
+
+def _align(x: int, a: int = 64) -> int:
+    return -(-x // a) * a
 
 
 def image_bytes(program_meta: dict, code: bytes) -> int:
@@ -497,21 +549,52 @@ def validate(hw: HwConfig, code: bytes, const_data: bytes, meta: dict) -> None:
     image = image_bytes(meta, code)
     check = _Bindings(buffers, image)
     _validate_constants(meta["constants"], buffers, len(const_data))
+    reads = 0  # host bytes a run reads out of (or writes into) DRAM, but the layers'
     for i, b in enumerate(_list(meta["inputs"], "meta.inputs")):
         path = f"meta.inputs[{i}]"
         if isinstance(b, dict) and "addr" not in b:
             _obj(b, path, {"name", "value"})
-            _str(b["name"], f"{path}.name")
+            _ident(b["name"], f"{path}.name")
             if b["value"] is not None and type(b["value"]) not in (int, float, bool):
                 _refuse(f"{path}.value", f"expected a number, a bool or null, got {b['value']!r}")
             continue
-        check(b, path, kinds={"input"})
+        reads += check(b, path, kinds={"input"})
     for i, b in enumerate(_list(meta["outputs"], "meta.outputs")):
         if b is not None:
-            check(b, f"meta.outputs[{i}]")
-    layer_ids = _validate_layers(meta["layers"], check)
-    _validate_host_ops(meta["host_ops"], check)
-    _validate_segments(meta["segments"], code, len(meta["host_ops"]), layer_ids)
+            reads += check(b, f"meta.outputs[{i}]")
+    layer_reads = _validate_layers(meta["layers"], check)
+    reads += _validate_host_ops(meta["host_ops"], check)
+    checkpoints = _validate_segments(meta["segments"], code, len(meta["host_ops"]), layer_reads)
+    reads += sum(layer_reads[layer] * n for layer, n in checkpoints.items())
+    budget = read_budget(image)
+    if reads > budget:
+        _refuse(
+            "meta",
+            f"a run would read {reads} bytes of tensors out of DRAM (layers at each"
+            f" checkpoint, outputs, host-op operands); the budget of a {image}-byte image is"
+            f" {budget} ({READ_PER_IMAGE_BYTE} x image + {READ_BASE})",
+        )
+
+
+def read_budget(image: int) -> int:
+    """The most host bytes of tensors a run of a program with this DRAM image may read."""
+    return READ_PER_IMAGE_BYTE * image + READ_BASE
+
+
+def run_reads(meta: dict, code: bytes) -> int:
+    """The host bytes of tensors a run reads (what validate bounds by read_budget), for a
+    program that loaded: a figure for docs/blob.md and tests."""
+    check = _Bindings({b["name"]: b for b in meta["memory"]["buffers"]}, 1 << 64)
+    reads = sum(check(b, "in") for b in meta["inputs"] if "addr" in b)
+    reads += sum(check(b, "out") for b in meta["outputs"] if b is not None)
+    reads += sum(check(b, "op") for op in meta["host_ops"] for b in op["inputs"] + op["outputs"])
+    per_layer = {la["id"]: check(la["output"], "la") for la in meta["layers"]}
+    for la in meta["layers"]:
+        per_layer[la["id"]] += sum(check(b, "la") for b in la["inputs"])
+    for at in range(0, len(code), INSN_BYTES):
+        if code[at] == Opcode.CHECKPOINT:
+            reads += per_layer.get(decode(code[at : at + INSN_BYTES]).layer, 0)
+    return reads
 
 
 def _span(lo: int, hi: int) -> str:
@@ -527,20 +610,24 @@ def _validate_memory(memory, hw: HwConfig, code_bytes: int) -> dict[str, dict]:
     for k in ("activation_peak_live", "activation_no_reuse"):
         _int(memory[k], f"meta.memory.{k}")
     total = _int(memory["total"], "meta.memory.total", hi=hw.dram_bytes)
-    regions, at = {}, code_bytes
+    regions, at = {}, _align(code_bytes)
     for name in ("constants", "io", "activations"):
         path = f"meta.memory.{name}"
         r = _list(memory[name], path)
         if len(r) != 2:
             _refuse(path, f"expected [start, end], got {r!r}"[:200])
-        start = _int(r[0], f"{path}[0]", lo=at, hi=total)
-        end = _int(r[1], f"{path}[1]", lo=start, hi=total)
-        regions[name], at = (start, end), end
+        # as compiler/memplan.py lays them out: each region starts where the previous
+        # one ends, the first at the code's end rounded up to a 64-byte line
+        if _int(r[0], f"{path}[0]", hi=total) != at:
+            _refuse(f"{path}[0]", f"{r[0]:#x}; the previous region ends at {at:#x}")
+        end = _int(r[1], f"{path}[1]", lo=at, hi=total)
+        regions[name], at = (at, end), end
     buffers: dict[str, dict] = {}
+    ends = {name: start for name, (start, _) in regions.items()}
     for i, b in enumerate(_list(memory["buffers"], "meta.memory.buffers")):
         path = f"meta.memory.buffers[{i}]"
         _obj(b, path, {"name", "kind", "addr", "size"})
-        name = _str(b["name"], f"{path}.name")
+        name = _ident(b["name"], f"{path}.name")
         if name in buffers:
             _refuse(f"{path}.name", f"buffer {name!r} is listed twice")
         if type(b["kind"]) is not str or b["kind"] not in REGION_OF_KIND:
@@ -554,7 +641,24 @@ def _validate_memory(memory, hw: HwConfig, code_bytes: int) -> dict[str, dict]:
                 f"{b['kind']} buffer {_span(addr, addr + size)} is outside the memory"
                 f" plan's {REGION_OF_KIND[b['kind']]} region {_span(lo, hi)}",
             )
+        region = REGION_OF_KIND[b["kind"]]
+        ends[region] = max(ends[region], addr + size)
         buffers[name] = b
+    # No region reaches past its last buffer (rounded up to a line, as the planner
+    # does for constants and I/O), and the image ends with the activations: the DRAM
+    # image is the program's footprint, not a size of the blob's choosing.
+    for name, (_, end) in regions.items():
+        want = ends[name] if name == "activations" else _align(ends[name])
+        if end != want:
+            _refuse(
+                f"meta.memory.{name}[1]",
+                f"{end:#x}; its last buffer ends at {ends[name]:#x} (the region ends at {want:#x})",
+            )
+    if total != _align(regions["activations"][1]):
+        _refuse(
+            "meta.memory.total",
+            f"{total:#x}; the memory plan ends at {_align(regions['activations'][1]):#x}",
+        )
     # Only activations share memory (by lifetime); constants and I/O each have their own.
     placed = sorted(
         (b["addr"], b["addr"] + b["size"], b["name"])
@@ -586,16 +690,24 @@ def _validate_constants(constants, buffers: dict[str, dict], const_bytes: int) -
             _refuse(f"meta.constants[{second}].offset", "overlaps another constant's bytes")
 
 
+# Bytes per element of a tensor read out of DRAM (contract.blob.decode_tensor's types).
+HOST_ITEMSIZE = {"float32": 4, "bfloat16": 4, "int32": 8, "bool": 1}
+
+
 class _Bindings:
     """Checks a bound tensor: its fields' types, its size against the DRAM image and its
-    bytes inside the buffer the memory plan gave it."""
+    bytes inside the buffer the memory plan gave it; returns the host bytes it reads
+    as (its element count times HOST_ITEMSIZE). Counts the bindings (MAX_BINDINGS)."""
 
     def __init__(self, buffers: dict[str, dict], image: int):
-        self.buffers, self.image = buffers, image
+        self.buffers, self.image, self.count = buffers, image, 0
 
-    def __call__(self, b, path: str, kinds: set[str] | None = None) -> None:
+    def __call__(self, b, path: str, kinds: set[str] | None = None) -> int:
+        self.count += 1
+        if self.count > MAX_BINDINGS:
+            _refuse(path, f"more than {MAX_BINDINGS} tensor bindings in one blob")
         _obj(b, path, _BINDING_KEYS)
-        _str(b["name"], f"{path}.name")
+        _ident(b["name"], f"{path}.name")
         t = TENSOR_TYPES.get(b["dtype"]) if type(b["dtype"]) is str else None
         if t is None:
             _refuse(f"{path}.dtype", f"{b['dtype']!r} is not one of {list(TENSOR_TYPES)}"[:200])
@@ -605,11 +717,13 @@ class _Bindings:
         if len(strides) != len(shape):
             _refuse(f"{path}.strides", f"{len(strides)} strides for {len(shape)} dimensions")
         for k, n in enumerate(shape):
-            _int(n, f"{path}.shape[{k}]")
+            _int(n, f"{path}.shape[{k}]", hi=self.image)
         for k, s in enumerate(strides):
             _int(s, f"{path}.strides[{k}]")
         _int(b["offset"], f"{path}.offset")
-        numel = math.prod(shape)
+        # the non-zero dimensions: numpy refuses a view whose other dimensions overflow
+        # even when one is 0
+        numel = math.prod(n for n in shape if n)
         if numel * t.itemsize > self.image:
             _refuse(
                 f"{path}.shape",
@@ -637,49 +751,55 @@ class _Bindings:
                 f"tensor bytes {_span(lo, hi)} are outside its buffer {buf['name']!r}"
                 f" {_span(buf['addr'], end)}",
             )
+        return math.prod(shape) * HOST_ITEMSIZE[t.name]
 
 
-def _validate_layers(layers, check: _Bindings) -> set[int]:
-    ids: set[int] = set()
+def _validate_layers(layers, check: _Bindings) -> dict[int, int]:
+    """Layer id -> the host bytes reading its output and inputs at a checkpoint."""
+    reads: dict[int, int] = {}
     for i, la in enumerate(_list(layers, "meta.layers")):
         path = f"meta.layers[{i}]"
         _obj(la, path, _LAYER_KEYS)
-        if _int(la["id"], f"{path}.id") in ids:
+        if _int(la["id"], f"{path}.id") in reads:
             _refuse(f"{path}.id", f"layer id {la['id']} is used twice")
-        ids.add(la["id"])
         for k in ("path", "type", "kind", "node"):
-            _str(la[k], f"{path}.{k}")
+            _ident(la[k], f"{path}.{k}")
         for k in ("aliases", "nodes"):
             for j, s in enumerate(_list(la[k], f"{path}.{k}")):
-                _str(s, f"{path}.{k}[{j}]")
-        check(la["output"], f"{path}.output")
+                _ident(s, f"{path}.{k}[{j}]")
+        n = check(la["output"], f"{path}.output")
         for j, b in enumerate(_list(la["inputs"], f"{path}.inputs")):
-            check(b, f"{path}.inputs[{j}]")
-    return ids
+            n += check(b, f"{path}.inputs[{j}]")
+        reads[la["id"]] = n
+    return reads
 
 
-def _validate_host_ops(host_ops, check: _Bindings) -> None:
+def _validate_host_ops(host_ops, check: _Bindings) -> int:
+    """The host bytes the host ops read (inputs) and compute (results)."""
+    reads = 0
     for i, op in enumerate(_list(host_ops, "meta.host_ops")):
         path = f"meta.host_ops[{i}]"
         _obj(op, path, _HOST_OP_KEYS)
-        _str(op["node"], f"{path}.node")
-        _str(op["module"], f"{path}.module")
+        _ident(op["node"], f"{path}.node")
+        _ident(op["module"], f"{path}.module")
         inputs = _list(op["inputs"], f"{path}.inputs")
         outputs = _list(op["outputs"], f"{path}.outputs")
         for j, b in enumerate(inputs):
-            check(b, f"{path}.inputs[{j}]")
+            reads += check(b, f"{path}.inputs[{j}]")
         # A host op writes only buffers the program computes: never constants or inputs.
         for j, b in enumerate(outputs):
-            check(b, f"{path}.outputs[{j}]", kinds={"activation", "output"})
+            reads += check(b, f"{path}.outputs[{j}]", kinds={"activation", "output"})
         try:
             hostops.check_call(op["target"], op["args"], op["kwargs"], len(inputs), len(outputs))
         except hostops.HostOpRefused as e:
             raise BlobError(f"{path}.{e.field}: {e.reason}"[:400]) from None
+    return reads
 
 
-def _validate_segments(segments, code: bytes, n_host_ops: int, layer_ids: set[int]) -> None:
+def _validate_segments(segments, code: bytes, n_host_ops: int, layer_ids) -> Counter:
     """As compiler/emit.py cuts them: device segments tile the code in order, each
-    closed by its only HALT; host segments name the host ops in order, each once."""
+    closed by its only HALT; host segments name the host ops in order, each once.
+    Returns how many CHECKPOINTs name each layer."""
     pc, host_op = 0, 0
     for i, seg in enumerate(_list(segments, "meta.segments")):
         path = f"meta.segments[{i}]"
@@ -705,6 +825,7 @@ def _validate_segments(segments, code: bytes, n_host_ops: int, layer_ids: set[in
         _refuse("meta.segments", f"code bytes {_span(pc, len(code))} belong to no segment")
     if host_op != n_host_ops:
         _refuse("meta.segments", f"host ops {host_op}..{n_host_ops - 1} belong to no segment")
+    checkpoints: Counter = Counter()
     for at in range(0, len(code), INSN_BYTES):
         if code[at] != Opcode.CHECKPOINT:
             continue
@@ -714,3 +835,5 @@ def _validate_segments(segments, code: bytes, n_host_ops: int, layer_ids: set[in
             continue  # a fault the core reports when it gets there
         if layer not in layer_ids:
             _refuse(f"code[pc {at:#x}]", f"CHECKPOINT names layer {layer}, not in meta.layers")
+        checkpoints[layer] += 1
+    return checkpoints

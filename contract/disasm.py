@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from contract.asm import format_insn
-from contract.blob import MAGIC, Program
+from contract.blob import MAGIC, Program, printable
 from contract.isa import INSN_BYTES, IllegalInstruction, decode_program
 
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             code = data
         sys.stdout.write(disassemble(code, with_pc=args.pc))
     except (IllegalInstruction, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(e)}", file=sys.stderr)  # a blob's strings, escaped
         return 1
     return 0
 

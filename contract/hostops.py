@@ -14,11 +14,11 @@ variable-length returns or types without a JSON encoding below are refused when 
 module is imported. A `str` argument, and an argument whose schema allows values that are
 not pure (dropout), must list its allowed values in CHOICES.
 
-The list holds what the partitioner (compiler/lower.py) emits for the repository's
-models and the ops known to fall back (cat, mean, exact GELU, convolution, where,
-log_softmax, index.Tensor, arange, cumsum, comparisons, dtype conversion, reductions),
-and every overload with a device lowering, since a lowering may refuse an argument
-pattern and leave the node to the CPU. Extending it: add the overload's schema
+The list holds the ops that had no device lowering when it was drawn up and that models
+of the field use (convolution, where, index.Tensor, arange, cumsum, comparisons, dtype
+conversion; cat, mean, exact GELU and log_softmax have lowerings since), and every
+overload with a device lowering, since a lowering may refuse an argument pattern and
+leave the node to the CPU. Extending it: add the overload's schema
 (`str(torch.ops.aten.<op>.<overload>._schema)`) and, for str arguments, its CHOICES; the
 compiler refuses to emit anything else, with the node named.
 
@@ -49,6 +49,11 @@ MEMORY_FORMATS = ("contiguous_format", "preserve_format")
 # integers within +-2**32 (DRAM addresses are 32 bits), lists no longer than MAX_LIST.
 INT_LIMIT = 2**32
 MAX_LIST = 64
+# A number where the schema says Scalar or float (or a number standing for a Tensor):
+# an integer must fit in int64, what PyTorch converts it to (a larger one is an
+# OverflowError inside PyTorch). Floats may be anything JSON can carry, inf and nan
+# included (a fill value or clamp bound may be -inf; IEEE arithmetic, no exception).
+SCALAR_INT_MIN, SCALAR_INT_MAX = -(2**63), 2**63 - 1
 
 ALLOWED_SCHEMAS = (
     # emitted for the repository's models (tests/test_blob_trust.py compiles them)
@@ -179,6 +184,9 @@ CHOICES: dict[str, dict[str, tuple]] = {
     "aten._to_copy.default": {"pin_memory": (None, False), "non_blocking": (False,)},
     "aten.arange.default": {"pin_memory": (None, False)},
     "aten.arange.start_step": {"pin_memory": (None, False)},
+    # half_to_float=True is for CUDA half inputs only (PyTorch asserts in Python code)
+    "aten._softmax.default": {"half_to_float": (False,)},
+    "aten._log_softmax.default": {"half_to_float": (False,)},
 }
 
 
@@ -296,10 +304,18 @@ def _is_number(v) -> bool:
     return type(v) in (int, float)
 
 
-def _check_item(base: str, v, n_inputs: int, field: str) -> None:
-    """One (non-list, non-null) value against its base type."""
+def _check_number(v, field: str) -> None:
+    """A number PyTorch can take as a Scalar: an integer within int64, or any float."""
+    if type(v) is int and not SCALAR_INT_MIN <= v <= SCALAR_INT_MAX:
+        raise HostOpRefused(field, f"integer {v} does not fit in int64"[:200])
+
+
+def _check_item(base: str, v, n_inputs: int, field: str, used: set[int]) -> None:
+    """One (non-list, non-null) value against its base type; tensor references are
+    added to `used`."""
     if base == "Tensor":
         if _is_number(v) or type(v) is bool:
+            _check_number(v, field)
             return  # a Python number, which PyTorch wraps as a 0-d tensor (add(x, 1))
         if not (isinstance(v, dict) and set(v) == {"tensor"} and _is_int(v["tensor"])):
             raise HostOpRefused(field, f'expected a tensor reference {{"tensor": i}}, got {v!r}')
@@ -307,6 +323,7 @@ def _check_item(base: str, v, n_inputs: int, field: str) -> None:
             raise HostOpRefused(
                 field, f"tensor index {v['tensor']} is not one of the op's {n_inputs} inputs"
             )
+        used.add(v["tensor"])
         return
     if base in ("int", "SymInt"):
         if not _is_int(v):
@@ -317,9 +334,11 @@ def _check_item(base: str, v, n_inputs: int, field: str) -> None:
     if base == "float":  # inf and nan included: a fill value may be -inf
         if not _is_number(v):
             raise HostOpRefused(field, f"expected a number, got {v!r}")
+        _check_number(v, field)
     elif base == "Scalar":
         if not (_is_number(v) or type(v) is bool):
             raise HostOpRefused(field, f"expected a number or a bool, got {v!r}")
+        _check_number(v, field)
     elif base == "bool":
         if type(v) is not bool:
             raise HostOpRefused(field, f"expected true or false, got {v!r}")
@@ -339,7 +358,9 @@ def _check_item(base: str, v, n_inputs: int, field: str) -> None:
             raise HostOpRefused(field, f"{key} {v[key]!r} is not one of {list(names)}")
 
 
-def _check_value(p: Param, v, n_inputs: int, field: str, choices: tuple | None) -> None:
+def _check_value(
+    p: Param, v, n_inputs: int, field: str, choices: tuple | None, used: set[int]
+) -> None:
     if choices is not None:
         # == would let 0 stand for False; compare type and value
         if not any(type(v) is type(c) and v == c for c in choices):
@@ -350,7 +371,7 @@ def _check_value(p: Param, v, n_inputs: int, field: str, choices: tuple | None) 
             raise HostOpRefused(field, f"{p.name} ({_kind(p)}) cannot be null")
         return
     if not p.is_list:
-        _check_item(p.base, v, n_inputs, field)
+        _check_item(p.base, v, n_inputs, field, used)
         return
     if not isinstance(v, list):
         raise HostOpRefused(field, f"{p.name} ({_kind(p)}) must be a list, got {v!r}")
@@ -359,12 +380,13 @@ def _check_value(p: Param, v, n_inputs: int, field: str, choices: tuple | None) 
     for i, item in enumerate(v):
         if item is None and p.item_optional:
             continue
-        _check_item(p.base, item, n_inputs, f"{field}[{i}]")
+        _check_item(p.base, item, n_inputs, f"{field}[{i}]", used)
 
 
 def check_call(target, args, kwargs, n_inputs: int, n_outputs: int) -> HostOpSpec:
-    """Refuse (HostOpRefused) a host op that is not on the allow-list or whose
-    arguments are not of their schema's kinds; the op's spec otherwise."""
+    """Refuse (HostOpRefused) a host op that is not on the allow-list, whose arguments
+    are not of their schema's kinds or that has an input no argument references (it
+    would be read out of DRAM for nothing); the op's spec otherwise."""
     spec = HOST_OPS.get(target) if type(target) is str else None
     if spec is None:
         raise HostOpRefused("target", f"{target!r} is not an allowed host op (contract.hostops)")
@@ -378,9 +400,9 @@ def check_call(target, args, kwargs, n_inputs: int, n_outputs: int) -> HostOpSpe
             "args", f"{target} takes {len(positional)} positional arguments, got {len(args)}"
         )
     choices = CHOICES.get(target, {})
-    given = set()
+    given, used = set(), set()
     for i, (p, v) in enumerate(zip(positional, args, strict=False)):
-        _check_value(p, v, n_inputs, f"args[{i}]", choices.get(p.name))
+        _check_value(p, v, n_inputs, f"args[{i}]", choices.get(p.name), used)
         given.add(p.name)
     by_name = {p.name: p for p in spec.params}
     for name, v in kwargs.items():
@@ -388,11 +410,14 @@ def check_call(target, args, kwargs, n_inputs: int, n_outputs: int) -> HostOpSpe
         if p is None or name in given:
             why = "given twice" if p is not None else f"is not an argument of {target}"
             raise HostOpRefused(f"kwargs.{name}", why)
-        _check_value(p, v, n_inputs, f"kwargs.{name}", choices.get(name))
+        _check_value(p, v, n_inputs, f"kwargs.{name}", choices.get(name), used)
         given.add(name)
     missing = [p.name for p in spec.params if not p.has_default and p.name not in given]
     if missing:
         raise HostOpRefused("args", f"{target} needs {missing}")
+    for j in range(n_inputs):
+        if j not in used:
+            raise HostOpRefused(f"inputs[{j}]", "no argument of the op references this input")
     if n_outputs != spec.returns:
         raise HostOpRefused(
             "outputs", f"{target} returns {spec.returns} tensor(s); {n_outputs} bound"

@@ -12,12 +12,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "hw"
+# A config's name names files and directories (the RTL build's, sim/rtl/build.py) and is
+# printed: letters, digits, '.', '_', '-', at most 64 characters.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class HwConfig:
     dram_bytes_per_cycle: int = 32
 
     def __post_init__(self) -> None:
+        if type(self.name) is not str or not NAME_PATTERN.fullmatch(self.name):
+            raise ValueError(f"name must be 1 to 64 of [A-Za-z0-9._-], got {self.name!r}"[:200])
         if self.array_dim < 2 or self.array_dim & (self.array_dim - 1):
             raise ValueError(f"array_dim must be a power of two >= 2, got {self.array_dim}")
         if self.dram_bus_bits % 32 or self.dram_bus_bits < 64:

@@ -5,8 +5,10 @@ mutates every metadata field and the binary sections of real blobs."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
+import math
 import struct
 
 import pytest
@@ -16,12 +18,24 @@ from hypothesis import strategies as st
 
 import compiler
 import sim
+from compiler.registry import REGISTRY
 from contract import hostops
-from contract.blob import _HEADER, FORMAT_VERSION, BlobError, Program
+from contract.blob import (
+    _HEADER,
+    FORMAT_VERSION,
+    MAX_BINDINGS,
+    BlobError,
+    Program,
+    hw_config_of,
+    printable,
+)
+from contract.hw import CONFIG_DIR, DEFAULT_HW, HwConfig
 from contract.isa import INSN_BYTES
 from sim.cli.models import build
 from sim.ref import ExecError
+from sim.rtl.build import _key
 from sim.runtime.host import HostOpError
+from sim.runtime.image import ImageBoundsError
 from sim.runtime.run import CheckpointError
 
 REPO_MODELS = ["gpt2-tiny", "mlp", "opt-tiny", "bloom-tiny", "neox-tiny", "llama-tiny"]
@@ -115,19 +129,32 @@ class Gathered(torch.nn.Module):
         return torch.softmax(self.fc(both) - both.mean(dim=-1, keepdim=True), dim=-1), picked
 
 
+aten = torch.ops.aten
 X = torch.randn(4, 16, generator=torch.Generator().manual_seed(0))
 IDS = torch.tensor([[1, 5, 31, 0]])
 
 
+def compile_on_host(
+    model: torch.nn.Module, inputs: tuple, host: tuple, kwargs: dict | None = None
+) -> Program:
+    """Compile with the device lowerings of `host` removed, so those ops run on the CPU
+    whatever the compiler lowers today: the loader's tests need host ops of each argument
+    kind (tensor lists, str choices, kwargs, bools), not a particular compiler."""
+    with pytest.MonkeyPatch.context() as patch:
+        for target in host:
+            patch.delitem(REGISTRY, target, raising=False)
+        return compiler.compile(model.eval(), inputs, kwargs=kwargs)
+
+
 @pytest.fixture(scope="module")
 def fallback():
-    program = compiler.compile(Fallback().eval(), (X,))
+    program = compile_on_host(Fallback(), (X,), (aten.gelu.default,))
     return program, program.to_bytes(), (X,)
 
 
 @pytest.fixture(scope="module")
 def gathered():
-    program = compiler.compile(Gathered().eval(), (IDS,))
+    program = compile_on_host(Gathered(), (IDS,), (aten.cat.default, aten.mean.dim))
     return program, program.to_bytes(), (IDS,)
 
 
@@ -148,23 +175,27 @@ def test_compiled_blobs_load_and_run_as_before(fallback, gathered):
 
 def test_repo_models_emit_only_allowed_host_ops_and_load():
     """Every model of sim/cli/models.py compiles (the partitioner checks each host op
-    against the allow-list) into a blob the loader accepts; llama (host mean and cat)
-    runs from its blob as it does in memory."""
-    targets = set()
+    against the allow-list) into a blob the loader accepts. Then llama-tiny with its
+    rotary cat and RMSNorm mean forced to the CPU (the fallbacks a lowering's
+    Unsupported leads to): allowed, loaded, and run from its blob as in memory."""
+    forced = (aten.cat.default, aten.mean.dim)
     for name in REPO_MODELS:
         spec = build(name)
         program = compiler.compile(spec.model, spec.inputs, kwargs=spec.kwargs)
-        for op in program.meta["host_ops"]:
-            hostops.check_call(
-                op["target"], op["args"], op["kwargs"], len(op["inputs"]), len(op["outputs"])
-            )
-            targets.add(op["target"])
-        loaded = Program.from_bytes(program.to_bytes())
-        if name == "llama-tiny":
-            want = sim.run(program, spec.inputs, check=False).outputs
-            got = sim.run(loaded, spec.inputs, check=False).outputs
-            assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
-    assert {"aten.cat.default", "aten.mean.dim", "aten.gelu.default"} <= targets
+        Program.from_bytes(program.to_bytes())
+    spec = build("llama-tiny")
+    program = compile_on_host(spec.model, spec.inputs, forced, spec.kwargs)
+    targets = set()
+    for op in program.meta["host_ops"]:
+        hostops.check_call(
+            op["target"], op["args"], op["kwargs"], len(op["inputs"]), len(op["outputs"])
+        )
+        targets.add(op["target"])
+    assert targets == {"aten.cat.default", "aten.mean.dim"}, targets
+    loaded = Program.from_bytes(program.to_bytes())
+    want = sim.run(program, spec.inputs, check=False).outputs
+    got = sim.run(loaded, spec.inputs, check=False).outputs
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
 
 
 def test_allow_list_is_torchs_own_schemas_of_pure_ops():
@@ -346,7 +377,7 @@ HOSTILE = {
     ),
     "terabyte_shape": (
         _set(("inputs", 0), lambda b: {**b, "shape": [2**20, 2**20], "strides": [0, 0]}),
-        r"meta\.inputs\[0\]\.shape: \[1048576, 1048576\] is 1099511627776 float32 elements",
+        r"meta\.inputs\[0\]\.shape\[0\]: 1048576 is outside \[0, \d+\]",
     ),
     "too_many_dims": (
         _set(("inputs", 0), lambda b: {**b, "shape": [1] * 40, "strides": [0] * 40}),
@@ -386,7 +417,7 @@ HOSTILE = {
     ),
     "constants_over_code": (
         _set(("memory", "constants", 0), 0),
-        r"meta\.memory\.constants\[0\]: 0 is outside",
+        r"meta\.memory\.constants\[0\]: 0x0; the previous region ends at 0x[0-9a-f]+",
     ),
     "constant_from_outside_section": (
         _set(("constants", 0, "offset"), 10**9),
@@ -419,6 +450,87 @@ HOSTILE = {
     "isa_version": (
         _set(("isa_version",), 2),
         r"meta\.isa_version: 2; the header says",
+    ),
+    # the DRAM image is the memory plan's footprint, not a size of the blob's choosing
+    "image_larger_than_the_plan": (
+        _set(("memory", "total"), 2**30),
+        r"meta\.memory\.total: 0x40000000; the memory plan ends at 0x[0-9a-f]+",
+    ),
+    "region_past_its_last_buffer": (
+        lambda meta: meta["memory"].update(
+            activations=[meta["memory"]["activations"][0], 2**20], total=2**20
+        ),
+        r"meta\.memory\.activations\[1\]: 0x100000; its last buffer ends at 0x[0-9a-f]+",
+    ),
+    "host_op_input_no_argument_reads": (
+        lambda meta: meta["host_ops"][0]["inputs"].append(meta["host_ops"][0]["inputs"][0]),
+        r"meta\.host_ops\[0\]\.inputs\[1\]: no argument of the op references this input",
+    ),
+    "empty_tensor_with_huge_dimensions": (
+        _set(("outputs", 0), lambda b: {**b, "shape": [0, 2**32, 2**32], "strides": [1, 1, 1]}),
+        r"meta\.outputs\[0\]\.shape\[1\]: 4294967296 is outside \[0, \d+\]",
+    ),
+    "empty_tensor_too_many_elements": (
+        _set(("outputs", 0), lambda b: {**b, "shape": [2000, 0, 2000], "strides": [1, 1, 1]}),
+        r"meta\.outputs\[0\]\.shape: \[2000, 0, 2000\] is 4000000 float32 elements",
+    ),
+    # numbers PyTorch cannot convert (OverflowError inside it), CUDA-only arguments
+    "scalar_beyond_int64": (
+        _host_op(0, target="aten.mul.Scalar", args=[{"tensor": 0}, 10**30], kwargs={}),
+        r"meta\.host_ops\[0\]\.args\[1\]: integer 10{30} does not fit in int64",
+    ),
+    "number_for_tensor_beyond_int64": (
+        _host_op(0, target="aten.add.Tensor", args=[{"tensor": 0}, -(10**40)], kwargs={}),
+        r"meta\.host_ops\[0\]\.args\[1\]: integer -10{40} does not fit in int64",
+    ),
+    "clamp_bound_beyond_int64": (
+        _host_op(0, target="aten.clamp.default", args=[{"tensor": 0}], kwargs={"max": 2**64}),
+        r"meta\.host_ops\[0\]\.kwargs\.max: integer 18446744073709551616 does not fit",
+    ),
+    "softmax_half_to_float": (
+        _host_op(0, target="aten._softmax.default", args=[{"tensor": 0}, -1, True], kwargs={}),
+        r"meta\.host_ops\[0\]\.args\[2\]: half_to_float must be one of \[False\]",
+    ),
+    # the hardware config: names that name directories, sizes the RTL and ISA cannot have
+    "hw_name_path": (
+        _set(("hw", "name"), "../../etc"),
+        r"meta\.hw\.name: '\.\./\.\./etc' is not 1 to 64 of \[A-Za-z0-9\._-\]",
+    ),
+    "hw_name_long": (_set(("hw", "name"), "x" * 300), r"meta\.hw\.name: 'x+' is not 1 to 64"),
+    "hw_name_escape": (_set(("hw", "name"), "\x1b[2J"), r"meta\.hw\.name: '\\x1b\[2J' is not"),
+    "hw_name_surrogate": (_set(("hw", "name"), "\ud800"), r"meta\.hw\.name: '\\ud800' is not"),
+    "hw_array_256": (
+        _set(("hw", "array_dim"), 256),
+        r"meta\.hw\.array_dim: 256 is not .* \[2, 64\]",
+    ),
+    "hw_spad_64mib": (
+        _set(("hw", "spad_kib"), 64 * 1024),
+        r"meta\.hw\.spad_kib: 65536 is not a number in \[1, 2048\]",
+    ),
+    "hw_acc_64mib": (
+        _set(("hw", "acc_kib"), 64 * 1024),
+        r"meta\.hw\.acc_kib: 65536 is not a number in \[1, 4096\]",
+    ),
+    "hw_bus_not_a_power_of_two": (
+        _set(("hw", "dram_bus_bits"), 384),
+        r"meta\.hw\.dram_bus_bits: 384 is not a power of two",
+    ),
+    # identifiers reach terminals: no escape sequences, newlines or endless names
+    "node_name_escape": (
+        _host_op(0, node="gelu)\n00000000:  HALT\x1b[31m"),
+        r"meta\.host_ops\[0\]\.node: .*\\n00000000.* holds characters other than printable",
+    ),
+    "layer_path_long": (
+        _set(("layers", 0, "path"), "a." * 200),
+        r"meta\.layers\[0\]\.path: 400 characters \(at most 256\)",
+    ),
+    "buffer_name_newline": (
+        _set(("memory", "buffers", 0, "name"), "p\nq"),
+        r"meta\.memory\.buffers\[0\]\.name: .* holds characters other than printable",
+    ),
+    "binding_name_bell": (
+        _set(("inputs", 0, "name"), "x\x07"),
+        r"meta\.inputs\[0\]\.name: .* holds characters other than printable",
     ),
 }
 
@@ -460,6 +572,114 @@ def test_hostile_sections_are_refused(fallback):
     refused(edit_section(blob, "const", lambda c: c[:-4]), r"meta\.constants\[\d+\]\.offset")
 
 
+def _grow_image(meta: dict, nbytes: int) -> dict:
+    """The activation buffer that ends last made nbytes larger, the memory plan with it
+    (a program with a larger footprint, as the planner would lay it out); returns it."""
+    mem = meta["memory"]
+    buf = max(
+        (b for b in mem["buffers"] if b["kind"] == "activation"),
+        key=lambda b: b["addr"] + b["size"],
+    )
+    buf["size"] += nbytes
+    mem["activations"][1] = buf["addr"] + buf["size"]
+    mem["total"] = -(-mem["activations"][1] // 64) * 64
+    return buf
+
+
+def _view(buf: dict, shape: list[int], strides: list[int] | None = None, offset=0) -> dict:
+    if strides is None:  # dense
+        strides = [1] * len(shape)
+        for k in range(len(shape) - 2, -1, -1):
+            strides[k] = strides[k + 1] * shape[k + 1]
+    b = {"name": "v", "addr": buf["addr"], "buffer": buf["name"], "dtype": "float32"}
+    return {**b, "shape": shape, "strides": strides, "offset": offset}
+
+
+def test_zero_stride_reads_are_bounded_by_the_image(fallback):
+    """A zero-stride view of a few bytes may claim as many elements as the image holds
+    bytes, each read out at every checkpoint: a run's reads are bounded (read_budget)."""
+
+    def edit(meta):
+        buf = _grow_image(meta, 16 << 20)
+        zero = _view(buf, [4 << 20], [0])  # 16 MiB read per view
+        meta["layers"][0]["inputs"] = [zero] * 13
+
+    refused(
+        edit_meta(fallback[1], edit),
+        r"meta: a run would read \d+ bytes .*; the budget of a \d+-byte image is"
+        r" \d+ \(8 x image \+ 67108864\)",
+    )
+
+    def many(meta):
+        meta["layers"][0]["inputs"] = [meta["layers"][0]["output"]] * MAX_BINDINGS
+
+    refused(
+        edit_meta(fallback[1], many),
+        rf"meta\.layers\[0\]\.inputs\[\d+\]: more than {MAX_BINDINGS} tensor bindings",
+    )
+
+
+CONV_ARGS = [{"tensor": 0}, {"tensor": 1}, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1]
+
+
+def _conv(blob: bytes, zero_stride: bool) -> Program:
+    """Host op 0 as a convolution of [1, 64, 64, 64] by [64, 64, 9, 9] (2.1e9 flops), its
+    operands zero-stride views of one element or dense tensors."""
+
+    def edit(meta):
+        buf = _grow_image(meta, 4 << 20)
+        shapes = ([1, 64, 64, 64], [64, 64, 9, 9], [1, 64, 56, 56])
+        if zero_stride:
+            views = [_view(buf, s, [0] * 4) for s in shapes]
+        else:
+            at, views = 0, []
+            for s in shapes:
+                views.append(_view(buf, s, offset=at))
+                at += -(-math.prod(s) // 16) * 16
+        meta["host_ops"][0].update(
+            target="aten.convolution.default", args=CONV_ARGS, kwargs={}, inputs=views[:2]
+        )
+        meta["host_ops"][0]["outputs"] = views[2:]
+
+    return Program.from_bytes(edit_meta(blob, edit))
+
+
+def test_host_op_flops_are_bounded_by_the_elements_it_holds(fallback):
+    """Counted on the meta device before anything runs: a convolution of zero-stride
+    views asks for far more arithmetic than its tensors hold; the dense one runs."""
+    with pytest.raises(
+        HostOpError,
+        match=r"host op 0 aten\.convolution\.default \(node \w+\): asks for 2\.08e\+09 flops;"
+        r" its tensors hold 3 elements",
+    ):
+        _conv(fallback[1], zero_stride=True)(X)
+    _conv(fallback[1], zero_stride=False)(X)  # 794,624 elements: within the budget
+
+
+def test_hardware_configs_and_the_rtl_build_key():
+    """configs/hw/ are inside the loader's bounds; a config named like the default one
+    but otherwise different never shares its RTL build directory."""
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        hw = HwConfig.from_yaml(path)
+        assert hw_config_of(hw.to_dict()) == hw, path
+    twin = dataclasses.replace(DEFAULT_HW, spad_kib=64)
+    assert twin.name == DEFAULT_HW.name
+    keys = {_key(h, "loom_tb_top", False, {}, []) for h in (DEFAULT_HW, twin)}
+    assert len(keys) == 2 and all(k.startswith("loom-16x16-") for k in keys), keys
+    for name in ("a/b", "", "x" * 65, "\ud800", "a\nb"):
+        with pytest.raises(ValueError, match="name must be 1 to 64"):
+            dataclasses.replace(DEFAULT_HW, name=name)
+
+
+def test_blob_strings_are_escaped_when_printed(fallback):
+    """Defence in depth for a Program built in memory: the listing escapes them."""
+    program = in_memory_copy(fallback[0])
+    program.meta["host_ops"][0]["node"] = "gelu)\n00000000:  HALT\x1b[31m"
+    text = program.describe_segments()
+    assert "\x1b" not in text and "\\n00000000:  HALT\\x1b[31m" in text
+    assert printable("linear_3 transformer.h.0.attn") == "linear_3 transformer.h.0.attn"
+
+
 # ---------------------------------------------------------------- the runtime's guards
 def in_memory_copy(program: Program) -> Program:
     return Program(program.hw, program.code, program.const_data, copy.deepcopy(program.meta))
@@ -471,6 +691,24 @@ def test_runtime_refuses_a_host_op_the_loader_would_refuse(fallback):
     program.meta["host_ops"][0]["target"] = "aten.from_file.default"
     with pytest.raises(HostOpError, match="host op 0 aten.from_file.default .* not an allowed"):
         program(X)
+
+
+def test_pytorch_assertions_are_host_op_errors_and_bounds_have_their_own_error(fallback):
+    """PyTorch's Python code checks arguments with assert (embedding with a 1-D weight):
+    a HostOpError naming the op. A binding outside the image (only a Program built in
+    memory gets one past the loader) stops with ImageBoundsError, not AssertionError."""
+    program = in_memory_copy(fallback[0])
+    op = program.meta["host_ops"][0]
+    ids = {**op["inputs"][0], "dtype": "int32", "shape": [2], "strides": [1]}
+    op.update(target="aten.embedding.default", args=[{"tensor": 0}, {"tensor": 1}], kwargs={})
+    op["inputs"] = [{**op["inputs"][0], "shape": [64], "strides": [1]}, ids]
+    with pytest.raises(HostOpError, match=r"host op 0 aten\.embedding\.default .* must be 2-D"):
+        program(X)
+    program = in_memory_copy(fallback[0])
+    program.meta["outputs"][0]["offset"] = 10**6
+    with pytest.raises(ImageBoundsError, match=r"outside the \d+-byte image"):
+        program(X)
+    assert not issubclass(ImageBoundsError, AssertionError)
 
 
 def test_host_results_that_do_not_fit_their_bindings_are_refused_before_running(fallback):
@@ -487,7 +725,7 @@ def test_host_results_that_do_not_fit_their_bindings_are_refused_before_running(
 # A mutated blob that loads must run to completion on the ISA model or stop with a
 # clear Loom error naming where: a device fault (ExecError), a host op PyTorch refuses
 # (HostOpError) or a checkpoint outside the layer table (CheckpointError). Any other
-# exception, an AssertionError of the image's bounds guard included, is a bug.
+# exception, an ImageBoundsError of the image's bounds guard included, is a bug.
 CLEAR_RUN_ERRORS = (ExecError, HostOpError, CheckpointError)
 
 HOSTILE_INTS = [-1, 0, 1, 2, 3, 7, 64, 2**31 - 1, 2**31, 2**32, 2**63, -(2**63), 10**30]

@@ -1,6 +1,7 @@
 """Building the Loom RTL with Verilator through cocotb's Python runner.
 
-One build directory per (hardware config, variant, defines): build/rtl/<key>/. A build
+One build directory per (hardware config, variant, defines): build/rtl/<key>/, the key
+starting with the config's name and the first 12 hex digits of its hash. A build
 is skipped when the stamp in that directory matches the hash of every source, the
 generated package, the flags and the Verilator version, so an unchanged design is never
 rebuilt and any change to an RTL file or parameter is.
@@ -120,7 +121,9 @@ class Build:
 def _key(
     hw: HwConfig, toplevel: str, waves: bool, defines: dict[str, object], variant: list[str]
 ) -> str:
-    parts = [hw.name, toplevel] + (["trace"] if waves else []) + variant
+    # The config's name and its hash: two configs of one name (a blob's own config named
+    # like the default one) never share a build directory or its generated package.
+    parts = [f"{hw.name}-{hw.hash()[:12]}", toplevel] + (["trace"] if waves else []) + variant
     parts += [f"{k}-{v}" for k, v in sorted(defines.items())]
     return "_".join(str(p).replace("/", "-") for p in parts)
 

@@ -23,12 +23,17 @@ def new_image(program, alloc=None) -> np.ndarray:
     return dram
 
 
+class ImageBoundsError(RuntimeError):
+    """A binding outside the DRAM image reached the runtime: a loader bug, never a blob's
+    fault (contract.blob.validate refuses such a program)."""
+
+
 def _inside(dram: np.ndarray, b: dict) -> None:
     """The loader (contract.blob.validate) keeps every binding inside the image; should
     one ever get past it, stop before numpy reads or writes memory that is not DRAM."""
     lo, hi = binding_span(b)
     if not 0 <= lo <= hi <= dram.size:
-        raise AssertionError(
+        raise ImageBoundsError(
             f"binding {b.get('name')!r} spans DRAM [{lo:#x}, {hi:#x}), outside the"
             f" {dram.size}-byte image: the loader should have refused this program"
         )
