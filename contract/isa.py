@@ -1,4 +1,4 @@
-"""ISA v3 of the Loom core: the one machine-readable definition.
+"""ISA v4 of the Loom core: the one machine-readable definition.
 
 Every instruction is INSN_BITS wide, little-endian, opcode in bits [7:0]; the other
 fields follow from bit 8 upward in the order listed. The encoder, decoder, assembler,
@@ -18,7 +18,8 @@ empty region could be "out of range" or "overlap" another); v2 defines them
 (docs/isa.md, "Empty regions"). v3 (found by the random programs of verif/, where the
 v2 ISA model and the RTL disagreed; both rules are what the RTL did): a GATHER with an
 empty destination reads and checks no index, and a start pc that is not a multiple of
-INSN_BYTES is a FETCH_RANGE fault.
+INSN_BYTES is a FETCH_RANGE fault. v4 adds the VUNARY function ERF (funct 5, an illegal
+instruction to a v3 core), for exact GELU on the device.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import struct
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 
-ISA_VERSION = 3
+ISA_VERSION = 4
 INSN_BITS = 256
 INSN_BYTES = INSN_BITS // 8
 OPCODE_BITS = 8
@@ -95,6 +96,7 @@ class VUnaryFunct(IntEnum):
     RECIP = 2
     RSQRT = 3
     TANH = 4
+    ERF = 5
 
 
 class VReduceFunct(IntEnum):

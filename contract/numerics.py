@@ -184,6 +184,45 @@ def tanh(x: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(x), CANONICAL_NAN, y).astype(np.float32)
 
 
+# ---------------------------------------------------------------- erf
+# Two polynomials fitted (weighted minimax, then rounded to fp32) for this sequence;
+# bench/special_functions.md has the measured error (about 1.3 ulp over the domain).
+ERF_SMALL = F32(0.9375)  # 0x3f700000: below, erf(x)/x - 1 as a polynomial in x^2
+ERF_SAT = F32(4.0)  # 0x40800000: at and above, 1 - erf(x) < 2^-25 and the result is 1
+ERF_SMALL_POLY = bits_f32(
+    [0x3E0375D4, 0xBEC093A1, 0x3DE716FA, 0xBCDC065A, 0x3BAA5AF4, 0xBA54CF88, 0x38AD61BC]
+)  # c0..c6 of erf(x)/x - 1 in s = x^2 on |x| < 0.9375 (c0 = 2/sqrt(pi) - 1)
+ERF_LARGE_POLY = bits_f32(
+    [0xB9767E78, 0xBF905255, 0xBF233063, 0xBDD45B78, 0x3CB520C9, 0xBB458598, 0x394A52AD]
+)  # d0..d6 of log(erfc(t)) in t = |x| on [0.9375, 4]
+
+
+@np.errstate(all="ignore")
+def erf(x: np.ndarray) -> np.ndarray:
+    """|x| < 0.9375: x + x * P(x^2) (P of degree 6, Horner); else
+    sign(x) * (1 - exp(Q(|x|))) with Q of degree 6 (Horner) approximating log(erfc(|x|)),
+    and 1 for |x| >= 4. erfc is approximated through its logarithm because log(erfc(t))
+    is smooth (about -t^2 - log(t sqrt(pi))) where erfc itself falls by 8 orders of
+    magnitude, and because 1 - erfc then needs erfc only to a relative error that exp
+    already meets. Subnormals are kept (x + x * P rounds like any add); +-0 -> +-0;
+    +-inf -> +-1; NaN -> NaN."""
+    x = np.asarray(x, dtype=np.float32)
+    a = np.abs(x)
+    s = x * x
+    p = np.full_like(s, ERF_SMALL_POLY[6])
+    for c in ERF_SMALL_POLY[5::-1]:
+        p = p * s + c
+    small = x + x * p
+    q = np.full_like(a, ERF_LARGE_POLY[6])
+    for c in ERF_LARGE_POLY[5::-1]:
+        q = q * a + c
+    large = ONE - exp(q)
+    large = np.where(a >= ERF_SAT, ONE, large)
+    large = np.where(np.signbit(x), -large, large)
+    y = np.where(a < ERF_SMALL, small, large)
+    return np.where(np.isnan(x), CANONICAL_NAN, y).astype(np.float32)
+
+
 # ---------------------------------------------------------------- reductions
 def reduce_rows(a: np.ndarray, lanes: int, op: str) -> np.ndarray:
     """Row reduction of a[rows, cols] in the hardware's order: lane l accumulates
@@ -237,5 +276,9 @@ def rtl_constants() -> dict[str, tuple[int, int]]:
         "RsqrtNewtonSteps": (32, RSQRT_NEWTON_STEPS),
         "TanhSmall": f32(TANH_SMALL),
         **{f"TanhC{i}": f32(c) for i, c in enumerate(TANH_POLY)},
+        "ErfSmall": f32(ERF_SMALL),
+        "ErfSat": f32(ERF_SAT),
+        **{f"ErfP{i}": f32(c) for i, c in enumerate(ERF_SMALL_POLY)},
+        **{f"ErfQ{i}": f32(c) for i, c in enumerate(ERF_LARGE_POLY)},
     }
     return out

@@ -353,4 +353,31 @@ package loom_fp_pkg;
     return f32_is_nan(x) ? F32CanonNan : y;
   endfunction
 
+  function automatic logic [31:0] f32_erf(logic [31:0] x);
+    /*verilator no_inline_task*/
+    logic [31:0] a, s, p, q, near_zero, far_from_zero, y;
+    a = {1'b0, x[30:0]};
+    s = f32_mul(x, x);
+    p = ErfP6;
+    p = f32_add(f32_mul(p, s), ErfP5);
+    p = f32_add(f32_mul(p, s), ErfP4);
+    p = f32_add(f32_mul(p, s), ErfP3);
+    p = f32_add(f32_mul(p, s), ErfP2);
+    p = f32_add(f32_mul(p, s), ErfP1);
+    p = f32_add(f32_mul(p, s), ErfP0);
+    near_zero = f32_add(x, f32_mul(x, p));
+    q = ErfQ6;
+    q = f32_add(f32_mul(q, a), ErfQ5);
+    q = f32_add(f32_mul(q, a), ErfQ4);
+    q = f32_add(f32_mul(q, a), ErfQ3);
+    q = f32_add(f32_mul(q, a), ErfQ2);
+    q = f32_add(f32_mul(q, a), ErfQ1);
+    q = f32_add(f32_mul(q, a), ErfQ0);
+    far_from_zero = f32_sub(F32One, f32_exp(q));
+    if (f32_ge(a, ErfSat)) far_from_zero = F32One;
+    if (x[31]) far_from_zero = f32_neg(far_from_zero);
+    y = f32_lt(a, ErfSmall) ? near_zero : far_from_zero;
+    return f32_is_nan(x) ? F32CanonNan : y;
+  endfunction
+
 endpackage

@@ -15,7 +15,7 @@ package loom_pkg;
   localparam int unsigned AccLines = 4096;
 
   // ISA
-  localparam int unsigned IsaVersion = 3;
+  localparam int unsigned IsaVersion = 4;
   localparam int unsigned InsnBits = 256;
   localparam int unsigned IndexBytes = 4;
 
@@ -83,6 +83,22 @@ package loom_pkg;
   localparam logic [31:0] TanhC2 = 32'hbd5c_235c;
   localparam logic [31:0] TanhC3 = 32'h3ca9_30be;
   localparam logic [31:0] TanhC4 = 32'hbbbb_6623;
+  localparam logic [31:0] ErfSmall = 32'h3f70_0000;
+  localparam logic [31:0] ErfSat = 32'h4080_0000;
+  localparam logic [31:0] ErfP0 = 32'h3e03_75d4;
+  localparam logic [31:0] ErfP1 = 32'hbec0_93a1;
+  localparam logic [31:0] ErfP2 = 32'h3de7_16fa;
+  localparam logic [31:0] ErfP3 = 32'hbcdc_065a;
+  localparam logic [31:0] ErfP4 = 32'h3baa_5af4;
+  localparam logic [31:0] ErfP5 = 32'hba54_cf88;
+  localparam logic [31:0] ErfP6 = 32'h38ad_61bc;
+  localparam logic [31:0] ErfQ0 = 32'hb976_7e78;
+  localparam logic [31:0] ErfQ1 = 32'hbf90_5255;
+  localparam logic [31:0] ErfQ2 = 32'hbf23_3063;
+  localparam logic [31:0] ErfQ3 = 32'hbdd4_5b78;
+  localparam logic [31:0] ErfQ4 = 32'h3cb5_20c9;
+  localparam logic [31:0] ErfQ5 = 32'hbb45_8598;
+  localparam logic [31:0] ErfQ6 = 32'h394a_52ad;
 
   typedef enum logic [1:0] {
     UNIT_CTRL = 2'd0,
@@ -148,7 +164,8 @@ package loom_pkg;
     VUNARYFUNCT_EXP = 4'd1,
     VUNARYFUNCT_RECIP = 4'd2,
     VUNARYFUNCT_RSQRT = 4'd3,
-    VUNARYFUNCT_TANH = 4'd4
+    VUNARYFUNCT_TANH = 4'd4,
+    VUNARYFUNCT_ERF = 4'd5
   } vunaryfunct_e;
 
   typedef enum logic [1:0] {
@@ -327,7 +344,7 @@ package loom_pkg;
       8'd7: ok = (w[255:199] == '0);
       8'd8: ok = (w[255:122] == '0);
       8'd9: ok = (w[10:8] <= 3'd4) && (w[255:197] == '0);
-      8'd10: ok = (w[11:8] <= 4'd4) && (w[255:124] == '0);
+      8'd10: ok = (w[11:8] <= 4'd5) && (w[255:124] == '0);
       8'd11: ok = (w[9:8] <= 2'd1) && (w[255:122] == '0);
       8'd12: ok = (w[255:172] == '0);
       default: ok = 1'b0;

@@ -117,6 +117,7 @@ module loom_vpu
       VUNARYFUNCT_RECIP: r = f32_recip(a);
       VUNARYFUNCT_RSQRT: r = f32_rsqrt(a);
       VUNARYFUNCT_TANH: r = f32_tanh(a);
+      VUNARYFUNCT_ERF: r = f32_erf(a);
       default: r = f32_canon(a);
     endcase
     return r;

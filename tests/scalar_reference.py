@@ -150,6 +150,26 @@ def tanh(x: float) -> float:
     return -large if math.copysign(1.0, x) < 0 else large
 
 
+def erf(x: float) -> float:
+    if math.isnan(x):
+        return CANONICAL_NAN
+    a = abs(x)
+    if a < float(nx.ERF_SMALL):
+        s = mul(x, x)
+        p = float(nx.ERF_SMALL_POLY[6])
+        for c in reversed([float(c) for c in nx.ERF_SMALL_POLY[:6]]):
+            p = add(mul(p, s), c)
+        return add(x, mul(x, p))
+    if a >= float(nx.ERF_SAT):
+        large = 1.0
+    else:
+        q = float(nx.ERF_LARGE_POLY[6])
+        for c in reversed([float(c) for c in nx.ERF_LARGE_POLY[:6]]):
+            q = add(mul(q, a), c)
+        large = sub(1.0, exp(q))
+    return -large if math.copysign(1.0, x) < 0 else large
+
+
 # ---------------------------------------------------------------- reductions
 def reduce_row(row: list[float], lanes: int, op: str) -> float:
     """Lane l combines columns l, l + lanes, ... from the identity; then the lanes

@@ -1,5 +1,7 @@
 """The numerics contract: bf16 rounding, special functions, reductions."""
 
+import math
+
 import numpy as np
 import pytest
 import scalar_reference as sr
@@ -83,9 +85,38 @@ def test_special_values():
     assert nx.rsqrt(np.array([f(0), inf, f(4)], f)).tolist() == [np.inf, 0.0, 0.5]
     assert np.isnan(nx.rsqrt(np.array([f(-1)], f)))[0]
     assert nx.tanh(np.array([inf, -inf, f(0)], f)).tolist() == [1.0, -1.0, 0.0]
-    for fn in (nx.exp, nx.recip, nx.rsqrt, nx.tanh):
+    assert nx.erf(np.array([inf, -inf, f(0), f(-0.0), f(4), f(-1e30)], f)).tolist() == [
+        1.0, -1.0, 0.0, -0.0, 1.0, -1.0,
+    ]  # fmt: skip
+    assert np.signbit(nx.erf(np.array([-0.0], f)))[0]
+    for fn in (nx.exp, nx.recip, nx.rsqrt, nx.tanh, nx.erf):
         out = fn(np.array([nan], f))
         assert out.view(np.uint32)[0] == nx.CANONICAL_NAN_BITS
+
+
+def test_erf_accuracy_against_math_erf():
+    """erf within 2 ulp of math.erf (double) over a dense sample of every region: a
+    uniform grid and random values over [-6, 6], both switch points and their neighbours,
+    every exponent down to the subnormals, and the saturated tails."""
+    f = np.float32
+    edges = np.array([nx.ERF_SMALL, nx.ERF_SAT, 2.0**-126], f).view(np.uint32).astype(np.int64)
+    near = ((edges[:, None] + np.arange(-50, 51)[None, :]) % 2**32).astype(np.uint32)
+    x = np.concatenate(
+        [
+            np.linspace(-6, 6, 120_001, dtype=f),
+            RNG.uniform(-4.5, 4.5, 100_000).astype(f),
+            near.ravel().view(f),
+            f(2.0) ** -RNG.uniform(0, 149, 20_000).astype(f),  # every exponent, subnormals
+            RNG.integers(1, 0x00800000, 2000, dtype=np.uint32).view(f),  # subnormals
+            np.exp(RNG.uniform(np.log(4), np.log(3e38), 2000)).astype(f),  # saturated tail
+        ]
+    )
+    x = np.concatenate([x, -x])
+    exact = np.array([math.erf(float(v)) for v in x])
+    err = _ulp(nx.erf(x), exact)
+    assert err.max() <= 2.0, f"erf: {err.max():.2f} ulp at x={x[np.argmax(err)]!r}"
+    # Past the saturation point erf is +-1 in fp32 (1 - erf(4) < 2^-25, half an ulp).
+    assert 1.0 - math.erf(float(nx.ERF_SAT)) < 2.0**-25
 
 
 def test_max_rule_and_nan():
@@ -132,6 +163,7 @@ def test_reduction_order(op, cols):
         ("recip", sr.recip),
         ("rsqrt", sr.rsqrt),
         ("tanh", sr.tanh),
+        ("erf", sr.erf),
         ("round_bf16", sr.round_bf16),
     ],
 )
@@ -146,6 +178,8 @@ def test_vectorised_functions_match_the_scalar_formulation(name, scalar):
             nx.MIN_NORMAL,
             nx.BIG,
             nx.TANH_SMALL,
+            nx.ERF_SMALL,
+            nx.ERF_SAT,
             0.0,
             -0.0,
             np.inf,

@@ -142,6 +142,7 @@ def test_vbin(machine, mn, mode, op):
         ("vrecip", sr.recip),
         ("vrsqrt", sr.rsqrt),
         ("vtanh", sr.tanh),
+        ("verf", sr.erf),
         ("vcopy", sr.canon),
     ],
 )

@@ -1,6 +1,6 @@
 """Block-level test of the RTL floating-point functions (rtl/loom_fp_pkg.sv) against the
 numerics contract: fp32 add, sub and mul, bf16 x bf16 -> fp32 mul, fp32 -> bf16, max,
-min, and the special functions exp, recip, rsqrt and tanh. Over 1.4 million vectors each:
+min, and the special functions exp, recip, rsqrt, tanh and erf. Over 1.4 million vectors each:
 random bit patterns plus every corner class (zeros, subnormals, infinities, NaNs,
 overflow, underflow, rounding ties, cancellation); for the special functions also their
 working ranges and every switch point of the contract with its neighbouring bit
@@ -56,7 +56,8 @@ def _thresholds() -> np.ndarray:
     """Each special function's switch points (docs/isa.md) and the bit patterns around
     them, both signs."""
     points = np.array(
-        [nx.EXP_HI, nx.EXP_LO, nx.MIN_NORMAL, nx.BIG, nx.TANH_SMALL, 1.0, 0.0, np.inf],
+        [nx.EXP_HI, nx.EXP_LO, nx.MIN_NORMAL, nx.BIG, nx.TANH_SMALL, nx.ERF_SMALL, nx.ERF_SAT]
+        + [1.0, 0.0, np.inf],
         dtype=np.float32,
     ).view(np.uint32)
     near = (points.astype(np.int64)[:, None] + np.arange(-3, 4)[None, :]) % 2**32
@@ -99,6 +100,7 @@ def _expected(a: np.ndarray, b: np.ndarray, u: np.ndarray) -> dict[str, np.ndarr
             "recip": nx.recip(fu).view(np.uint32),
             "rsqrt": nx.rsqrt(fu).view(np.uint32),
             "tanh": nx.tanh(fu).view(np.uint32),
+            "erf": nx.erf(fu).view(np.uint32),
         }
 
 

@@ -5,6 +5,7 @@ it) and within tolerance of PyTorch; on the default core and on the small one
 must build and run from the same sources."""
 
 import pytest
+import torch
 
 import compiler
 import sim
@@ -35,3 +36,21 @@ def test_model_on_rtl(name, hw):
     # DMA bytes as the RTL's engine moved them = the bytes of each instruction's regions.
     moved = result.stats["dma_rd_bytes"] + result.stats["dma_wr_bytes"]
     assert moved == ref["dma_bytes"]
+
+
+def test_exact_gelu_on_rtl():
+    """Exact GELU (VUNARY erf) between two Linear layers through the RTL: in lockstep
+    with the ISA model and within tolerance of the eager module."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(32, 48), torch.nn.GELU(), torch.nn.Linear(48, 16)
+    ).eval()
+    x = (torch.randn(8, 32) * 2,)
+    program = compiler.compile(model, x)
+    assert program.meta["report"]["cpu_fallback"] == []
+    result = sim.run(program, x, backend="verilator", check=True)
+    assert not result.stats["isa_mismatches"], result.stats["isa_mismatches"][:2]
+    ref = sim.run(program, x, backend="ref", check=False)
+    assert torch.equal(result.outputs[0], ref.outputs[0])
+    outputs = check_outputs(eager_outputs(model, x, {}), result.outputs)
+    assert outputs and all(o["status"] == "pass" for o in outputs), outputs

@@ -1,4 +1,4 @@
-"""Every ISA v3 instruction on the RTL, checked bit for bit against the ISA model.
+"""Every ISA v4 instruction on the RTL, checked bit for bit against the ISA model.
 
 Each test assembles a program, places data in DRAM, runs it on both the RTL (one
 simulator process for the module) and the ISA model, and compares the whole DRAM image.
@@ -254,7 +254,7 @@ def test_vbin(rtl, op):
     )
 
 
-@pytest.mark.parametrize("op", ["vcopy", "vexp", "vrecip", "vrsqrt", "vtanh"])
+@pytest.mark.parametrize("op", ["vcopy", "vexp", "vrecip", "vrsqrt", "vtanh", "verf"])
 def test_vunary(rtl, op):
     rng = np.random.default_rng(5)
     a = rand(rng, 6, 40) * np.float32(8)
@@ -264,6 +264,10 @@ def test_vunary(rtl, op):
     near = (points.view(np.uint32).astype(np.int64)[:, None] + np.arange(-1, 2)) % 2**32
     a[1, :15] = near.astype(np.uint32).ravel().view(np.float32)
     a[1, 15:30] = -a[1, :15]
+    erf_points = np.array([nx.ERF_SMALL, nx.ERF_SAT], np.float32)
+    near = (erf_points.view(np.uint32).astype(np.int64)[:, None] + np.arange(-1, 2)) % 2**32
+    a[2, :6] = near.astype(np.uint32).ravel().view(np.float32)
+    a[2, 6:12] = -a[2, :6]
     run_both(
         rtl,
         f"""{LOAD_AB}

@@ -45,7 +45,10 @@ def pool_addr(pool: int) -> int:
 
 def _specials() -> np.ndarray:
     """fp32 bit patterns of every class the numerics contract distinguishes."""
-    points = np.array([nx.EXP_HI, nx.EXP_LO, nx.MIN_NORMAL, nx.BIG, nx.TANH_SMALL], np.float32)
+    points = np.array(
+        [nx.EXP_HI, nx.EXP_LO, nx.MIN_NORMAL, nx.BIG, nx.TANH_SMALL, nx.ERF_SMALL, nx.ERF_SAT],
+        np.float32,
+    )
     near = (points.view(np.uint32).astype(np.int64)[:, None] + np.arange(-1, 2)).ravel()
     fixed = [
         0x00000000, 0x80000000,  # zeros of both signs

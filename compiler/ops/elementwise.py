@@ -224,15 +224,16 @@ def lower_pow(ctx: LowerCtx, node, args, kwargs):
 
 
 GELU_C = math.sqrt(2.0 / math.pi)
+SQRT1_2 = math.sqrt(0.5)  # PyTorch's M_SQRT1_2 (0x3f3504f3 in fp32)
 
 
 @lowering(aten.gelu.default)
 def lower_gelu(ctx: LowerCtx, node, args, kwargs):
     approximate = kwargs.get("approximate", args[1] if len(args) > 1 else "none")
-    if approximate != "tanh":
-        raise Unsupported("erf GELU (no erf in the vector unit); use approximate='tanh'")
+    if approximate not in ("none", "tanh"):
+        raise Unsupported(f"gelu approximate={approximate!r}")
 
-    def body(vec: Vec, dst: SramTile, ins: list) -> None:
+    def body_tanh(vec: Vec, dst: SramTile, ins: list) -> None:
         (x,) = ins
         t = vec.alloc()
         # 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))
@@ -246,4 +247,15 @@ def lower_gelu(ctx: LowerCtx, node, args, kwargs):
         vec.imm(MUL, dst, x, 0.5)
         vec.bin(MUL, dst, dst, t)
 
+    def body_erf(vec: Vec, dst: SramTile, ins: list) -> None:
+        (x,) = ins
+        t = vec.alloc()
+        # (x * 0.5) * (1 + erf(x * sqrt(1/2))), PyTorch's own order of operations
+        vec.imm(MUL, t, x, SQRT1_2)
+        vec.unary(VUnaryFunct.ERF, t, t)
+        vec.imm(ADD, t, t, 1.0)
+        vec.imm(MUL, dst, x, 0.5)
+        vec.bin(MUL, dst, dst, t)
+
+    body = body_tanh if approximate == "tanh" else body_erf
     return elementwise(ctx, node, [args[0]], body, temps=1)

@@ -122,6 +122,7 @@ _UNARY = {
     VUnaryFunct.RECIP: nx.recip,
     VUnaryFunct.RSQRT: nx.rsqrt,
     VUnaryFunct.TANH: nx.tanh,
+    VUnaryFunct.ERF: nx.erf,
 }
 _BINARY = {
     VBinFunct.ADD: np.add,

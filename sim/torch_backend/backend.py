@@ -58,6 +58,7 @@ _UNARY = {
     VUnaryFunct.RECIP: tx.recip,
     VUnaryFunct.RSQRT: tx.rsqrt,
     VUnaryFunct.TANH: tx.tanh,
+    VUnaryFunct.ERF: tx.erf,
 }
 _BINARY = {
     VBinFunct.ADD: torch.add,

@@ -188,6 +188,24 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isnan(x), canonical_nan(y), y)
 
 
+def erf(x: torch.Tensor) -> torch.Tensor:
+    a = torch.abs(x)
+    s = x * x
+    p = torch.full_like(s, float(nx.ERF_SMALL_POLY[6]))
+    for c in nx.ERF_SMALL_POLY[5::-1]:
+        p = p * s + _const(c, x)
+    small = x + x * p
+    q = torch.full_like(a, float(nx.ERF_LARGE_POLY[6]))
+    for c in nx.ERF_LARGE_POLY[5::-1]:
+        q = q * a + _const(c, x)
+    one = _const(1.0, x)
+    large = one - exp(q)
+    large = torch.where(a >= _const(nx.ERF_SAT, x), one, large)
+    large = torch.where(torch.signbit(x), -large, large)
+    y = torch.where(a < _const(nx.ERF_SMALL, x), small, large)
+    return torch.where(torch.isnan(x), canonical_nan(y), y)
+
+
 # ---------------------------------------------------------------- reductions
 def reduce_rows(a: torch.Tensor, lanes: int, op: str) -> torch.Tensor:
     """contract.numerics.reduce_rows over the last dim of a [..., rows, cols]: lane

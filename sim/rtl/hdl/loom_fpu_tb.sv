@@ -4,8 +4,8 @@
 // cycles and no Python per vector.
 //
 // Record i (64 bytes at 64*i): a, b, u (inputs); a+b, a*b (fp32), bf16(a)*bf16(b) ->
-// fp32, f32_to_bf16(a), max(a, b), min(a, b), a-b, exp(u), recip(u), rsqrt(u), tanh(u)
-// (outputs); two spare words.
+// fp32, f32_to_bf16(a), max(a, b), min(a, b), a-b, exp(u), recip(u), rsqrt(u), tanh(u),
+// erf(u) (outputs); one spare word.
 module loom_fpu_tb (
   input  logic        clk,
   input  logic        rst_n,
@@ -53,6 +53,7 @@ module loom_fpu_tb (
         void'(loom_dram_write32(base + 64'd44, f32_recip(u)));
         void'(loom_dram_write32(base + 64'd48, f32_rsqrt(u)));
         void'(loom_dram_write32(base + 64'd52, f32_tanh(u)));
+        void'(loom_dram_write32(base + 64'd56, f32_erf(u)));
         index_q <= index_q + 32'd1;
       end
     end
