@@ -64,6 +64,9 @@ class LowerCtx:
         self.acc = SramArena(Mem.ACC, hw.acc_elems, hw.line_elems)
         self.spad = SramArena(Mem.SPAD, hw.spad_elems, hw.line_elems)
         self.constant_values: dict[Buffer, torch.Tensor] = {}
+        # Nodes whose values a CHECKPOINT reads (layer outputs and inputs): their
+        # buffers must stay as lowered, so no later lowering may redirect their writes.
+        self.checkpointed: set[str] = set()
 
     def constant_value(self, ref: TensorRef) -> torch.Tensor | None:
         """The compile-time value of a view of a constant buffer, else None."""
@@ -106,17 +109,7 @@ class LowerCtx:
 
     # -- DMA ---------------------------------------------------------------------
     def _dma(self, mnemonic: str, dram: DramTile, sram: SramTile) -> None:
-        self.emit(
-            mnemonic,
-            space=sram.space,
-            dtype=dram_dtype(dram.ref),
-            **sram.fields("sram"),
-            dram=dram.address(),
-            dram_rs=dram.rs,
-            dram_cs=dram.cs,
-            rows=dram.rows,
-            cols=dram.cols,
-        )
+        self.emit(mnemonic, **dma_fields(dram, sram))
 
     def load(self, src: DramTile, dst: SramTile) -> None:
         """DMA a DRAM tile into SRAM."""
@@ -125,6 +118,20 @@ class LowerCtx:
     def store(self, src: SramTile, dst: DramTile) -> None:
         """DMA an SRAM region into a DRAM tile."""
         self._dma("dma_st", dst, src)
+
+
+def dma_fields(dram: DramTile, sram: SramTile) -> dict:
+    """The fields of a DMA_LD or DMA_ST between a DRAM tile and an SRAM tile."""
+    return dict(
+        space=sram.space,
+        dtype=dram_dtype(dram.ref),
+        **sram.fields("sram"),
+        dram=dram.address(),
+        dram_rs=dram.rs,
+        dram_cs=dram.cs,
+        rows=dram.rows,
+        cols=dram.cols,
+    )
 
 
 def tensor_meta(node: fx.Node) -> torch.Tensor:

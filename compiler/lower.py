@@ -102,6 +102,7 @@ def lower_graph(g: Graph, hw: HwConfig, checkpoints: str = "all") -> Lowered:
     inputs: list[tuple[str, object]] = []
     layers = find_layers(g, checkpoints)
     layer_at = {layer.output_node: layer for layer in layers}
+    ctx.checkpointed = {n for la in layers for n in (la.output_node, *la.input_nodes)}
 
     def value_of(n):
         return values[n.name]

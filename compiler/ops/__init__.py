@@ -1,3 +1,12 @@
 """Lowerings, one module per family; importing this package registers them all."""
 
-from compiler.ops import attention, elementwise, embedding, matmul, norm, views  # noqa: F401
+from compiler.ops import (  # noqa: F401
+    attention,
+    concat,
+    elementwise,
+    embedding,
+    matmul,
+    norm,
+    reduce,
+    views,
+)

@@ -14,7 +14,7 @@ import torch
 from compiler.context import LowerCtx
 from compiler.ir import TensorRef
 from compiler.registry import Unsupported
-from compiler.tiling import Operand, result_tile, row_tiles
+from compiler.tiling import Operand, RowTile, result_tile, row_tiles
 
 aten = torch.ops.aten
 
@@ -65,20 +65,36 @@ def _from_meta(ref: TensorRef, t: torch.Tensor) -> TensorRef:
     return TensorRef(ref.buffer, ref.dtype, tuple(t.shape), tuple(t.stride()), t.storage_offset())
 
 
+def copy_tiles(ctx: LowerCtx, src: TensorRef, dst: TensorRef) -> list[RowTile]:
+    """The row tiles in which copy_into moves src to dst."""
+    if src.shape != dst.shape:
+        raise Unsupported(f"copy of {src.shape} into {dst.shape}")
+    cols = min(dst.shape[-1], ctx.limits.copy_cols)
+    # Each tile restarts ACC at 0, so a tile may take all of it.
+    rows = max(1, ctx.acc.capacity // ctx.acc.pad(cols))
+    operands = [Operand(src, src.strides), Operand(dst, dst.strides)]
+    return list(row_tiles(dst.shape, operands, rows, cols))
+
+
+def copy_into(ctx: LowerCtx, src: TensorRef, dst: TensorRef) -> None:
+    """Copy the view src into the view dst of the same shape through ACC (DMA in, DMA
+    out), in row tiles. ACC holds fp32, so fp32 and bf16 values arrive unchanged."""
+    src_op = Operand(src, src.strides)
+    for tile in copy_tiles(ctx, src, dst):
+        ctx.acc.top = 0
+        acc = ctx.acc.alloc(tile.rows, tile.cols)
+        ctx.load(src_op.dram_tile(dst.shape, tile), acc)
+        ctx.store(acc, result_tile(dst, tile))
+
+
 def copy_contiguous(ctx: LowerCtx, ref: TensorRef) -> TensorRef:
     """Materialise a strided view as a fresh contiguous tensor (DMA in, DMA out)."""
     out = ctx.new_tensor(ref.shape, ref.dtype)
     if not ref.shape:
         ref = TensorRef(ref.buffer, ref.dtype, (1,), (1,), ref.offset)
-        out = TensorRef(out.buffer, out.dtype, (1,), (1,), 0)
-    src = Operand(ref, ref.strides)
-    cols = min(ref.shape[-1], ctx.limits.copy_cols)
-    rows = max(1, ctx.acc.free() // ctx.acc.pad(cols))
-    for tile in row_tiles(out.shape, [src, Operand(out, out.strides)], rows, cols):
-        ctx.acc.top = 0
-        acc = ctx.acc.alloc(tile.rows, tile.cols)
-        ctx.load(src.dram_tile(out.shape, tile), acc)
-        ctx.store(acc, result_tile(out, tile))
+        copy_into(ctx, ref, TensorRef(out.buffer, out.dtype, (1,), (1,), 0))
+    else:
+        copy_into(ctx, ref, out)
     return out
 
 
