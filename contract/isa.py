@@ -1,4 +1,4 @@
-"""ISA v4 of the Loom core: the one machine-readable definition.
+"""ISA v5 of the Loom core: the one machine-readable definition.
 
 Every instruction is INSN_BITS wide, little-endian, opcode in bits [7:0]; the other
 fields follow from bit 8 upward in the order listed. The encoder, decoder, assembler,
@@ -19,7 +19,11 @@ empty region could be "out of range" or "overlap" another); v2 defines them
 v2 ISA model and the RTL disagreed; both rules are what the RTL did): a GATHER with an
 empty destination reads and checks no index, and a start pc that is not a multiple of
 INSN_BYTES is a FETCH_RANGE fault. v4 adds the VUNARY function ERF (funct 5, an illegal
-instruction to a v3 core), for exact GELU on the device.
+instruction to a v3 core), for exact GELU on the device. v5 widens VBIN's funct to 4 bits
+(the fields after it move up one bit) and adds the comparisons EQ NE LT LE GT GE (fp32
+masks 1.0 / +0.0, IEEE: false with a NaN operand except NE; -0 == +0) and the selects
+KEEP (b != 0 ? a : imm) and FILL (b != 0 ? imm : a), which take the immediate as a third,
+scalar operand when b is a region: where, masked_fill and comparisons on the device.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import struct
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 
-ISA_VERSION = 4
+ISA_VERSION = 5
 INSN_BITS = 256
 INSN_BYTES = INSN_BITS // 8
 OPCODE_BITS = 8
@@ -79,6 +83,17 @@ class VBinFunct(IntEnum):
     MUL = 2
     MAX = 3
     MIN = 4
+    # v5. Comparisons: dst = 1.0 if (a op b) else +0.0 (IEEE: with a NaN operand every
+    # comparison is false except NE; -0 == +0).
+    EQ = 5
+    NE = 6
+    LT = 7
+    LE = 8
+    GT = 9
+    GE = 10
+    # v5. Selects with the immediate as a third operand (b a region, or imm itself):
+    KEEP = 11  # dst = a if b != 0 else imm
+    FILL = 12  # dst = imm if b != 0 else a  (masked_fill)
 
 
 class BMode(IntEnum):
@@ -275,7 +290,7 @@ FORMATS: dict[Opcode, InsnFormat] = {
         InsnFormat(
             Opcode.VBIN,
             (
-                Field("funct", 3, Role.SELECT, "enum", VBinFunct, "operation"),
+                Field("funct", 4, Role.SELECT, "enum", VBinFunct, "operation"),
                 Field("bmode", 2, Role.SELECT, "enum", BMode, "indexing of b"),
                 *_sram("dst", "result in ACC"),
                 *_sram("a", "a in ACC"),
@@ -284,7 +299,8 @@ FORMATS: dict[Opcode, InsnFormat] = {
                 COLS,
                 IMM,
             ),
-            "dst[r, c] = a[r, c] op b (fp32)",
+            "dst[r, c] = a[r, c] op b (fp32); comparisons give 1.0 / +0.0; keep and fill"
+            " select between a and imm by b != 0",
             Unit.VPU,
             {f"v{f.name.lower()}": ("funct", f.value) for f in VBinFunct},
         ),

@@ -77,6 +77,39 @@ def vmin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(a) | np.isnan(b), CANONICAL_NAN, out).astype(np.float32)
 
 
+# ---------------------------------------------------------------- comparisons, selects
+# VBIN comparisons (ISA v5): 1.0 where a op b holds, else +0.0. IEEE comparison: a NaN
+# operand makes every comparison false except NE (true); -0 == +0; subnormals compare by
+# value (no flushing); +-inf compare as the extremes.
+COMPARISONS = {
+    "eq": np.equal,
+    "ne": np.not_equal,
+    "lt": np.less,
+    "le": np.less_equal,
+    "gt": np.greater,
+    "ge": np.greater_equal,
+}
+
+
+@np.errstate(all="ignore")
+def compare(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """1.0 / +0.0 mask of the IEEE comparison `op` (eq ne lt le gt ge)."""
+    hit = COMPARISONS[op](np.asarray(a, np.float32), np.asarray(b, np.float32))
+    return np.where(hit, ONE, np.float32(0.0)).astype(np.float32)
+
+
+def keep(a: np.ndarray, b: np.ndarray, imm: np.float32) -> np.ndarray:
+    """a where b != 0 (a NaN b counts as nonzero, +-0 as zero), else imm; NaN canonical."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    return canon_nan(np.where(b != 0, a, np.float32(imm)).astype(np.float32))
+
+
+def fill(a: np.ndarray, b: np.ndarray, imm: np.float32) -> np.ndarray:
+    """imm where b != 0, else a (masked_fill); NaN canonical."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    return canon_nan(np.where(b != 0, np.float32(imm), a).astype(np.float32))
+
+
 def _pow2(k: np.ndarray) -> np.ndarray:
     """2**k as fp32 for integer k in [-126, 127] (built from the exponent field)."""
     return ((k.astype(np.int32) + 127).astype(np.uint32) << 23).view(np.float32)

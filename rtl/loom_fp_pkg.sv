@@ -57,6 +57,10 @@ package loom_fp_pkg;
     return !f32_is_nan(a) && !f32_is_nan(b) && !f32_lt(a, b);
   endfunction
 
+  function automatic logic f32_eq(logic [31:0] a, logic [31:0] b);
+    return !f32_is_nan(a) && !f32_is_nan(b) && (a == b || (f32_is_zero(a) && f32_is_zero(b)));
+  endfunction
+
   // max(a, b) = a if a > b else b; NaN if either is NaN (so max(+0, -0) = -0).
   function automatic logic [31:0] f32_max(logic [31:0] a, logic [31:0] b);
     logic [31:0] r;

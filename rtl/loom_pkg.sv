@@ -15,7 +15,7 @@ package loom_pkg;
   localparam int unsigned AccLines = 4096;
 
   // ISA
-  localparam int unsigned IsaVersion = 4;
+  localparam int unsigned IsaVersion = 5;
   localparam int unsigned InsnBits = 256;
   localparam int unsigned IndexBytes = 4;
 
@@ -144,12 +144,20 @@ package loom_pkg;
     DTYPE_BF16 = 1'd1
   } dtype_e;
 
-  typedef enum logic [2:0] {
-    VBINFUNCT_ADD = 3'd0,
-    VBINFUNCT_SUB = 3'd1,
-    VBINFUNCT_MUL = 3'd2,
-    VBINFUNCT_MAX = 3'd3,
-    VBINFUNCT_MIN = 3'd4
+  typedef enum logic [3:0] {
+    VBINFUNCT_ADD = 4'd0,
+    VBINFUNCT_SUB = 4'd1,
+    VBINFUNCT_MUL = 4'd2,
+    VBINFUNCT_MAX = 4'd3,
+    VBINFUNCT_MIN = 4'd4,
+    VBINFUNCT_EQ = 4'd5,
+    VBINFUNCT_NE = 4'd6,
+    VBINFUNCT_LT = 4'd7,
+    VBINFUNCT_LE = 4'd8,
+    VBINFUNCT_GT = 4'd9,
+    VBINFUNCT_GE = 4'd10,
+    VBINFUNCT_KEEP = 4'd11,
+    VBINFUNCT_FILL = 4'd12
   } vbinfunct_e;
 
   typedef enum logic [1:0] {
@@ -259,9 +267,9 @@ package loom_pkg;
     opcode_e opcode;
   } move_insn_t;
 
-  // VBIN: dst[r, c] = a[r, c] op b (fp32)
+  // VBIN: dst[r, c] = a[r, c] op b (fp32); comparisons give 1.0 / +0.0; keep and fill select between a and imm by b != 0
   typedef struct packed {
-    logic [58:0] reserved;
+    logic [57:0] reserved;
     logic [31:0] imm;
     logic [15:0] cols;
     logic [15:0] rows;
@@ -343,7 +351,7 @@ package loom_pkg;
       8'd6: ok = (w[255:194] == '0);
       8'd7: ok = (w[255:199] == '0);
       8'd8: ok = (w[255:122] == '0);
-      8'd9: ok = (w[10:8] <= 3'd4) && (w[255:197] == '0);
+      8'd9: ok = (w[11:8] <= 4'd12) && (w[255:198] == '0);
       8'd10: ok = (w[11:8] <= 4'd5) && (w[255:124] == '0);
       8'd11: ok = (w[9:8] <= 2'd1) && (w[255:122] == '0);
       8'd12: ok = (w[255:172] == '0);

@@ -98,14 +98,29 @@ module loom_vpu
     return v;
   endfunction
 
-  function automatic logic [31:0] binary(logic [3:0] funct, logic [31:0] a, logic [31:0] b);
+  // VBIN. Comparisons give 1.0 / +0.0; keep and fill select between a and `fill` (the
+  // immediate) by b != 0 (a NaN b is nonzero) and pass a NaN a on as the canonical NaN.
+  function automatic logic [31:0] binary(logic [3:0] funct, logic [31:0] a, logic [31:0] b,
+                                         logic [31:0] fill);
     logic [31:0] r;
-    unique case (vbinfunct_e'(funct[2:0]))
+    logic lt, eq, nz;
+    lt = f32_lt(a, b);
+    eq = f32_eq(a, b);
+    nz = !f32_is_zero(b);
+    unique case (vbinfunct_e'(funct))
       VBINFUNCT_ADD: r = f32_add(a, b);
       VBINFUNCT_SUB: r = f32_sub(a, b);
       VBINFUNCT_MUL: r = f32_mul(a, b);
       VBINFUNCT_MAX: r = f32_max(a, b);
-      default: r = f32_min(a, b);
+      VBINFUNCT_MIN: r = f32_min(a, b);
+      VBINFUNCT_EQ: r = eq ? F32One : 32'd0;
+      VBINFUNCT_NE: r = eq ? 32'd0 : F32One;
+      VBINFUNCT_LT: r = lt ? F32One : 32'd0;
+      VBINFUNCT_LE: r = lt || eq ? F32One : 32'd0;
+      VBINFUNCT_GT: r = f32_lt(b, a) ? F32One : 32'd0;
+      VBINFUNCT_GE: r = f32_ge(a, b) ? F32One : 32'd0;
+      VBINFUNCT_KEEP: r = f32_canon(nz ? a : fill);
+      default: r = f32_canon(nz ? fill : a);  // VBINFUNCT_FILL
     endcase
     return r;
   endfunction
@@ -225,9 +240,11 @@ module loom_vpu
                 BMODE_COL: b = b_line[31:0];
                 default: b = b_line[l*32 +: 32];
               endcase
-              if (l < int'(ncols)) out[l*32 +: 32] = binary(op_q.funct, a_line[l*32 +: 32], b);
+              if (l < int'(ncols)) begin
+                out[l*32 +: 32] = binary(op_q.funct, a_line[l*32 +: 32], b, op_q.imm);
+              end
 `ifdef LOOM_FAULT_INJECT
-              if (fault_add_round && op_q.funct[2:0] == 3'(VBINFUNCT_ADD)) out[l*32] = 1'b0;
+              if (fault_add_round && op_q.funct == 4'(VBINFUNCT_ADD)) out[l*32] = 1'b0;
 `endif
             end
           end

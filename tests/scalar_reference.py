@@ -61,6 +61,30 @@ def vmin(a, b):
     return a if a < b else b
 
 
+# Comparisons (Python's float comparisons are IEEE's: NaN unordered, -0 == +0) and
+# selects, with the immediate as the select's third operand.
+def _mask(hit: bool) -> float:
+    return 1.0 if hit else 0.0
+
+
+COMPARE = {
+    "veq": lambda a, b: _mask(a == b),
+    "vne": lambda a, b: _mask(a != b),
+    "vlt": lambda a, b: _mask(a < b),
+    "vle": lambda a, b: _mask(a <= b),
+    "vgt": lambda a, b: _mask(a > b),
+    "vge": lambda a, b: _mask(a >= b),
+}
+
+
+def keep(a, b, imm):
+    return canon(a if b != 0 else imm)
+
+
+def fill(a, b, imm):
+    return canon(imm if b != 0 else a)
+
+
 # ---------------------------------------------------------------- bf16
 def to_bf16_bits(x: float) -> int:
     """fp32 -> bf16 pattern: keep the high half, round the dropped low half to nearest,

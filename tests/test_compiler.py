@@ -209,12 +209,13 @@ def test_blob_round_trip_and_refusals(tmp_path):
     with pytest.raises(BlobError, match="format version 9"):
         compiler.Program.from_bytes(bytes(bad))
     # Blobs of ISA v1 (before empty regions were defined), v2 (before the zero-column
-    # GATHER and misaligned start pc rules) and v3 (before VUNARY erf) are refused.
-    for old in (1, 2, 3):
+    # GATHER and misaligned start pc rules), v3 (before VUNARY erf) and v4 (before the
+    # VBIN comparisons and selects, with a 3-bit funct) are refused.
+    for old in (1, 2, 3, 4):
         bad = bytearray(blob)
         bad[12] = old
         with pytest.raises(
-            BlobError, match=f"blob targets ISA v{old}; this Loom implements ISA v4"
+            BlobError, match=f"blob targets ISA v{old}; this Loom implements ISA v5"
         ):
             compiler.Program.from_bytes(bytes(bad))
     with pytest.raises(BlobError, match="bad magic"):

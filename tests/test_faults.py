@@ -12,7 +12,7 @@ import pytest
 
 from contract.asm import assemble
 from contract.hw import DEFAULT_HW
-from contract.isa import INSN_BYTES, Fault, encode, encode_program
+from contract.isa import FORMATS, INSN_BYTES, Fault, Opcode, VBinFunct, encode, encode_program
 from sim.ref import ExecError, RefMachine
 from sim.torch_backend import TorchBackend
 
@@ -36,11 +36,15 @@ def _word(source: str, flip_bits: int = 0) -> bytes:
     return (int.from_bytes(encode(insn), "little") | flip_bits).to_bytes(INSN_BYTES, "little")
 
 
+# An encodable funct that names no operation (the field must have room for one).
+_NO_SUCH_VBIN_FUNCT = max(VBinFunct) + 1
+assert 1 << FORMATS[Opcode.VBIN].fields[0].bits > _NO_SUCH_VBIN_FUNCT
+
 # name -> (faulting instruction: assembly, or raw word bytes; fault)
 CASES = {
     "illegal opcode": (bytes([0xEE]) + bytes(INSN_BYTES - 1), Fault.ILLEGAL_INSN),
-    # VBIN funct (3 bits from bit 8) = 7: no such operation.
-    "illegal enum": (_word("vadd rows=1 cols=16", 7 << 8), Fault.ILLEGAL_INSN),
+    # VBIN funct (from bit 8) one past the last operation: no such operation.
+    "illegal enum": (_word("vadd rows=1 cols=16", _NO_SUCH_VBIN_FUNCT << 8), Fault.ILLEGAL_INSN),
     "reserved bits": (_word("nop", 1 << 255), Fault.ILLEGAL_INSN),
     "sram align": ("vadd dst=8 dst_stride=16 a=512 a_stride=16 b=512 b_stride=16 rows=1 cols=16", Fault.SRAM_ALIGN),
     "sram layout": ("vexp dst=64 dst_stride=16 a=0 a_stride=16 rows=2 cols=32", Fault.SRAM_LAYOUT),

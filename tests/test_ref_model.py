@@ -117,6 +117,14 @@ def test_k_split_gives_identical_bits(machine):
         ("vmin", "full", sr.vmin),
         ("vmax", "full", sr.vmax),
         ("vmin", "row", sr.vmin),
+        *[(mn, mode, fn) for mn, fn in sr.COMPARE.items() for mode in ("full", "imm")],
+        ("vlt", "row", sr.COMPARE["vlt"]),
+        ("vge", "col", sr.COMPARE["vge"]),
+        *[
+            (mn, mode, lambda a, b, sel=sel: sel(a, b, 0.5))  # imm=0.5 is the third operand
+            for mn, sel in (("vkeep", sr.keep), ("vfill", sr.fill))
+            for mode in ("full", "row", "col", "imm")
+        ],
     ],
 )
 def test_vbin(machine, mn, mode, op):

@@ -254,6 +254,48 @@ def test_vbin(rtl, op):
     )
 
 
+# Every ordered pair of special values (both zeros, subnormals, the extremes, +-inf, NaNs
+# with payloads and signs, neighbours 1 and nextafter(1)), for the comparisons and selects.
+PAIR_VALUES = np.concatenate(
+    [
+        np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-45, 3.4e38], np.float32),
+        np.array([-3.4e38, 1.0, 1.0000001, -1.0, 88.7], np.float32),
+        np.array([0x7F800001, 0xFFC12345], dtype=np.uint32).view(np.float32),
+    ]
+)  # 15 values: 225 pairs in a 6 x 40 tile
+
+
+def special_pairs() -> tuple[np.ndarray, np.ndarray]:
+    n = PAIR_VALUES.size
+    a = np.full(6 * 40, 0.5, np.float32)
+    b = np.full(6 * 40, 0.5, np.float32)
+    a[: n * n] = np.repeat(PAIR_VALUES, n)
+    b[: n * n] = np.tile(PAIR_VALUES, n)
+    return a.reshape(6, 40), b.reshape(6, 40)
+
+
+@pytest.mark.parametrize("op", ["veq", "vne", "vlt", "vle", "vgt", "vge", "vkeep", "vfill"])
+def test_vbin_compare_select(rtl, op):
+    """Comparisons and selects (ISA v5) over every pair of special values in each bmode,
+    the selects with fill values -0.0 (where's exact add) and -inf (masked_fill)."""
+    a, b = special_pairs()
+    run_both(
+        rtl,
+        f"""{LOAD_AB}
+        {op} dst=1024 dst_stride=48 a=0 a_stride=48 b=512 b_stride=48 rows=6 cols=40 imm=-0.0
+        {STORE_OUT}
+        {op} bmode=row dst=1024 dst_stride=48 a=0 a_stride=48 b=512 rows=6 cols=40 imm=-inf
+        dma_st space=acc dtype=fp32 sram=1024 sram_stride=48 dram={DATA + 0x3000} dram_rs=40 dram_cs=1 rows=6 cols=40
+        {op} bmode=col dst=1024 dst_stride=48 a=0 a_stride=48 b=512 b_stride=48 rows=6 cols=40 imm=3.0
+        dma_st space=acc dtype=fp32 sram=1024 sram_stride=48 dram={DATA + 0x4000} dram_rs=40 dram_cs=1 rows=6 cols=40
+        {op} bmode=imm dst=512 dst_stride=48 a=0 a_stride=48 rows=6 cols=40 imm=-0.0
+        {op} bmode=imm dst=0 dst_stride=48 a=0 a_stride=48 rows=6 cols=40 imm=1e-45
+        dma_st space=acc dtype=fp32 sram=0 sram_stride=48 dram={DATA + 0x5000} dram_rs=40 dram_cs=1 rows=6 cols=40
+        dma_st space=acc dtype=fp32 sram=512 sram_stride=48 dram={DATA + 0x6000} dram_rs=40 dram_cs=1 rows=6 cols=40""",
+        {DATA: a, DATA + 0x1000: b},
+    )
+
+
 @pytest.mark.parametrize("op", ["vcopy", "vexp", "vrecip", "vrsqrt", "vtanh", "verf"])
 def test_vunary(rtl, op):
     rng = np.random.default_rng(5)

@@ -67,6 +67,15 @@ def test_numerics_are_bit_identical_with_the_isa_model(device):
             assert _same_bits(getattr(nx, name)(x), getattr(tx, name)(tx_)), name
         for name in ("vmax", "vmin"):
             assert _same_bits(getattr(nx, name)(x, y), getattr(tx, name)(tx_, ty)), name
+        for op in nx.COMPARISONS:
+            assert _same_bits(nx.compare(op, x, y), tx.compare(op, tx_, ty)), op
+        # Selects against a mask with zeros of both signs, NaN and subnormal truth values.
+        m = np.where(np.arange(x.size) % 3 == 0, np.float32(0.0), y).astype(np.float32)
+        m[1::7] = -0.0
+        tm, imm = torch.from_numpy(m).to(device), torch.tensor(-np.inf, device=device)
+        for name in ("keep", "fill"):
+            want = getattr(nx, name)(x, m, np.float32(-np.inf))
+            assert _same_bits(want, tx.canon_nan(getattr(tx, name)(tx_, tm, imm))), name
         assert _same_bits(nx.canon_nan(x + y), tx.canon_nan(tx_ + ty))
         assert _same_bits(nx.canon_nan(x * y), tx.canon_nan(tx_ * ty))
     bf16 = nx.f32_to_bf16_bits(x)
@@ -187,6 +196,35 @@ def test_every_instruction_matches_the_isa_model(device):
         beyond_reorder_bound(want, fast[lo:hi].view(np.float32).reshape(6, 16), abs_sum, n_terms)
         == 0
     )
+
+
+SELECT_PROGRAM = f"""
+dma_ld space=acc dtype=fp32 sram=0 sram_stride=48 dram={DATA} dram_rs=40 dram_cs=1 rows=6 cols=40
+dma_ld space=acc dtype=bf16 sram=512 sram_stride=48 dram={DATA + 0x1000} dram_rs=3 dram_cs=5 rows=6 cols=40
+vlt dst=1024 dst_stride=48 a=0 a_stride=48 b=512 b_stride=48 rows=6 cols=40
+vge bmode=row dst=1536 dst_stride=48 a=0 a_stride=48 b=512 rows=6 cols=40
+vne bmode=col dst=2048 dst_stride=48 a=0 a_stride=48 b=512 b_stride=48 rows=6 cols=40
+veq bmode=imm dst=2560 dst_stride=48 a=0 a_stride=48 rows=6 cols=40 imm=-0.0
+vkeep dst=3072 dst_stride=48 a=0 a_stride=48 b=1024 b_stride=48 rows=6 cols=40 imm=-0.0
+vfill dst=3584 dst_stride=48 a=512 a_stride=48 b=1024 b_stride=48 rows=6 cols=40 imm=-0.0
+vadd dst=4096 dst_stride=48 a=3072 a_stride=48 b=3584 b_stride=48 rows=6 cols=40
+vfill bmode=row dst=4608 dst_stride=48 a=0 a_stride=48 b=1536 rows=6 cols=40 imm=-inf
+vkeep bmode=imm dst=5120 dst_stride=48 a=0 a_stride=48 rows=6 cols=40 imm=2.5
+dma_st space=acc dtype=fp32 sram=1024 sram_stride=48 dram={DATA + 0x8000} dram_rs=40 dram_cs=1 rows=90 cols=40
+halt
+"""
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_comparisons_and_selects_match_the_isa_model(device):
+    """ISA v5's comparisons and selects (and where's keep + fill + add) in each bmode."""
+    dram, code = _image(SELECT_PROGRAM)
+    ref = dram.copy()
+    with np.errstate(all="ignore"):
+        RefMachine(DEFAULT_HW, ref).run(code, 0)
+    assert np.array_equal(_run_torch(dram.copy(), code, device), ref)
+    first = ref[DATA + 0x8000 :].view(np.float32)[:240]  # vlt's mask
+    assert set(np.unique(first).tolist()) == {0.0, 1.0}
 
 
 def test_the_matmul_bound_rejects_lower_precision():

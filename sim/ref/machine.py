@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -130,7 +131,10 @@ _BINARY = {
     VBinFunct.MUL: np.multiply,
     VBinFunct.MAX: nx.vmax,
     VBinFunct.MIN: nx.vmin,
+    **{VBinFunct[op.upper()]: partial(nx.compare, op) for op in nx.COMPARISONS},
 }
+# Selects: the immediate is their third operand.
+_SELECT = {VBinFunct.KEEP: nx.keep, VBinFunct.FILL: nx.fill}
 
 
 class Observer(Protocol):
@@ -294,7 +298,11 @@ class RefMachine:
     def _exec_vbin(self, i: Insn, ops: Operands) -> None:
         a = self.view(ops.reads["a"])
         b = self.view(ops.reads["b"]) if "b" in ops.reads else np.float32(i.imm)
-        out = _BINARY[VBinFunct(i.funct)](a, b).astype(np.float32)
+        funct = VBinFunct(i.funct)
+        if funct in _SELECT:
+            out = _SELECT[funct](a, b, np.float32(i.imm))
+        else:
+            out = _BINARY[funct](a, b).astype(np.float32)
         self.view(ops.writes["dst"])[...] = nx.canon_nan(out)
 
     def _exec_vunary(self, i: Insn, ops: Operands) -> None:

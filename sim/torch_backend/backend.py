@@ -30,10 +30,12 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 
+from contract import numerics as nx
 from contract.blob import DRAM_ELEMENTS, binding_span
 from contract.hw import HwConfig
 from contract.isa import (
@@ -66,7 +68,10 @@ _BINARY = {
     VBinFunct.MUL: torch.mul,
     VBinFunct.MAX: tx.vmax,
     VBinFunct.MIN: tx.vmin,
+    **{VBinFunct[op.upper()]: partial(tx.compare, op) for op in nx.COMPARISONS},
 }
+# Selects: the immediate is their third operand.
+_SELECT = {VBinFunct.KEEP: tx.keep, VBinFunct.FILL: tx.fill}
 
 
 # The torch dtype that holds each stored numpy type (bf16 patterns as int16: torch has
@@ -495,11 +500,13 @@ class TorchBackend:
 
     def _plan_vbin(self, i: Insn, plan: Plan, view, batch: _Batch):
         a, dst = view("a"), view("dst")
-        if BMode(i.bmode) == BMode.IMM:
-            b = torch.tensor(float(np.float32(i.imm)), dtype=torch.float32, device=self.device)
-        else:
-            b = view("b")
-        fn = _BINARY[VBinFunct(i.funct)]
+        imm = torch.tensor(float(np.float32(i.imm)), dtype=torch.float32, device=self.device)
+        b = imm if BMode(i.bmode) == BMode.IMM else view("b")
+        funct = VBinFunct(i.funct)
+        if funct in _SELECT:
+            select = _SELECT[funct]
+            return lambda: tx.store_canon(dst, select(a, b, imm))
+        fn = _BINARY[funct]
         return lambda: tx.store_canon(dst, fn(a, b))
 
     def _plan_vunary(self, i: Insn, plan: Plan, view, batch: _Batch):

@@ -115,6 +115,31 @@ def vmin(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isnan(a) | torch.isnan(b), canonical_nan(out), out)
 
 
+_COMPARISONS = {
+    "eq": torch.eq,
+    "ne": torch.ne,
+    "lt": torch.lt,
+    "le": torch.le,
+    "gt": torch.gt,
+    "ge": torch.ge,
+}
+
+
+def compare(op: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """contract.numerics.compare: 1.0 / +0.0 (IEEE comparisons, as torch's)."""
+    return _COMPARISONS[op](a, b).to(torch.float32)
+
+
+def keep(a: torch.Tensor, b: torch.Tensor, imm: torch.Tensor) -> torch.Tensor:
+    """contract.numerics.keep: a where b != 0, else imm (NaN made canonical on store)."""
+    return torch.where(b != 0, a, imm)
+
+
+def fill(a: torch.Tensor, b: torch.Tensor, imm: torch.Tensor) -> torch.Tensor:
+    """contract.numerics.fill: imm where b != 0, else a (NaN made canonical on store)."""
+    return torch.where(b != 0, imm, a)
+
+
 def _pow2(k: torch.Tensor) -> torch.Tensor:
     return ((k.to(torch.int64) + 127) << 23).to(torch.int32).view(F32)
 
