@@ -64,7 +64,7 @@ def compare(expected: torch.Tensor, actual: torch.Tensor) -> dict:
         "far_fraction": far_fraction,
         "norm_max_abs": max_abs / ref_scale if ref_scale > 0 else max_abs,
         "cosine": cosine,
-        "ulp": ulp_distance(expected.float().numpy(), actual.float().numpy()),
+        "ulp": ulp_distance(expected.detach().float().numpy(), actual.detach().float().numpy()),
         "nonfinite_mismatch": mismatch_special,
     }
 

@@ -3,10 +3,14 @@
 from compiler.ops import (  # noqa: F401
     attention,
     concat,
+    conv,
+    convert,
     elementwise,
     embedding,
+    gather,
     matmul,
     norm,
     reduce,
+    select,
     views,
 )

@@ -36,6 +36,14 @@ class Vec:
     def imm(self, funct: VBinFunct, dst: SramTile, a: SramTile, value: float) -> SramTile:
         return self._emit("vbin", dst, a, funct=funct, bmode=BMode.IMM, imm=float(value))
 
+    def select(
+        self, funct: VBinFunct, dst: SramTile, a: SramTile, b: SramTile, imm: float
+    ) -> SramTile:
+        """dst = keep (b != 0 ? a : imm) or fill (b != 0 ? imm : a): the immediate is
+        the select's third operand (ISA v5)."""
+        assert funct in (VBinFunct.KEEP, VBinFunct.FILL), funct
+        return self._emit("vbin", dst, a, funct=funct, bmode=BMode.FULL, imm=imm, **b.fields("b"))
+
     def unary(self, funct: VUnaryFunct, dst: SramTile, a: SramTile) -> SramTile:
         return self._emit("vunary", dst, a, funct=funct)
 
