@@ -25,6 +25,7 @@ class VDType(StrEnum):
     F32 = "float32"
     BF16 = "bfloat16"
     I32 = "int32"
+    I64 = "int64"  # host-only (compiler.lower: int64 values no device op reads)
     BOOL = "bool"
 
     @property

@@ -4,6 +4,11 @@ Walks the graph in order. Each node is either a view (a new TensorRef, no code),
 device op (its registered lowering emits instructions), or a host op (no lowering, or
 the lowering raised Unsupported: PyTorch runs it on the CPU between device segments).
 After the node that produces a module's output, a CHECKPOINT marks that layer.
+
+Integer tensors: the device reads integers only as GATHER's int32 indices, so an int64
+value that reaches an index-reading op is stored as int32 (range-checked when it is
+written); one that only host ops read stays int64 (host-only DRAM), since host ops
+compute in int64 and their intermediates (hashes, sentinels) need not fit in int32.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class Lowered:
     outputs: list[TensorRef | None]
     layers: list[LayerInfo]
     records: dict[str, OpRecord] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # for the compile report
 
     def op_table(self) -> dict[str, dict]:
         table: dict[str, Counter] = {}
@@ -73,6 +79,37 @@ def _bf16_only(node: fx.Node) -> bool:
     return bool(node.users)
 
 
+# Ops whose device lowerings read an integer tensor (as GATHER's int32 indices): the
+# only readers of integers on the device (a DMA loads fp32 and bf16 only).
+INDEX_READERS = {
+    torch.ops.aten.embedding.default,
+    torch.ops.aten.index_select.default,
+    torch.ops.aten.index.Tensor,
+    torch.ops.aten.gather.default,
+}
+
+
+def _reaches_index_reader(node: fx.Node) -> bool:
+    """True when a use of node (through views) is an op that may read it on the device."""
+    for user in node.users:
+        if user.op == "call_function" and is_view(user.target):
+            if _reaches_index_reader(user):
+                return True
+        elif user.op == "call_function" and user.target in INDEX_READERS:
+            return True
+    return False
+
+
+def _int64_host_only(node: fx.Node, dtype: torch.dtype, value: torch.Tensor | None = None) -> bool:
+    """Whether an int64 value is kept int64 (host-only) rather than narrowed to int32: no
+    device op reads it, and (for a constant, whose values are known) it does not fit."""
+    if dtype != torch.int64 or _reaches_index_reader(node):
+        return False
+    if value is not None and value.numel():
+        return bool(value.min() < -(2**31) or value.max() >= 2**31)
+    return value is None
+
+
 def _host_arg(value, inputs: list[TensorRef]):
     """A JSON-able argument, with tensors replaced by {"tensor": i}."""
     if isinstance(value, TensorRef):
@@ -103,6 +140,7 @@ def lower_graph(g: Graph, hw: HwConfig, checkpoints: str = "all") -> Lowered:
     layers = find_layers(g, checkpoints)
     layer_at = {layer.output_node: layer for layer in layers}
     ctx.checkpointed = {n for la in layers for n in (la.output_node, *la.input_nodes)}
+    host_only_int64: list[str] = []
 
     def value_of(n):
         return values[n.name]
@@ -115,6 +153,9 @@ def lower_graph(g: Graph, hw: HwConfig, checkpoints: str = "all") -> Lowered:
                     values[node.name] = t
                     continue
                 dtype = VDType.BF16 if (t.is_floating_point() and _bf16_only(node)) else None
+                if _int64_host_only(node, t.dtype, t):
+                    dtype = VDType.I64
+                    host_only_int64.append(node.name)
                 ref = ctx.new_constant(t, node.name, dtype)
                 ctx.constant_values[ref.buffer] = t.detach()
                 values[node.name] = ref
@@ -157,6 +198,9 @@ def lower_graph(g: Graph, hw: HwConfig, checkpoints: str = "all") -> Lowered:
             else:
                 values[node.name] = _lower_host(ctx, node, name, args, kwargs)
                 records[node.name] = OpRecord(name, "cpu", reason)
+                out = values[node.name]
+                if any(r.dtype == VDType.I64 for r in (out if isinstance(out, list) else [out])):
+                    host_only_int64.append(node.name)
         layer = layer_at.get(node.name)
         if layer is not None:
             refs = [values[n] for n in [layer.output_node, *layer.input_nodes]]
@@ -173,8 +217,21 @@ def lower_graph(g: Graph, hw: HwConfig, checkpoints: str = "all") -> Lowered:
     for ref in outputs:  # returned activations get their own DRAM (the host reads them)
         if ref is not None and ref.buffer.kind == BufferKind.ACTIVATION:
             ref.buffer.kind = BufferKind.OUTPUT
+    notes = []
+    if host_only_int64:
+        notes.append(
+            f"{len(host_only_int64)} int64 values only host ops read kept as int64 (host-only"
+            f" DRAM, not narrowed to int32): {', '.join(host_only_int64)}"
+        )
     return Lowered(
-        stream, buffers, values, inputs, outputs, [la for la in layers if not la.skipped], records
+        stream,
+        buffers,
+        values,
+        inputs,
+        outputs,
+        [la for la in layers if not la.skipped],
+        records,
+        notes,
     )
 
 
@@ -202,6 +259,11 @@ def _lower_host(ctx: LowerCtx, node: fx.Node, name: str, args, kwargs) -> object
             f"{name} at node {node.name} (module {module or '<top level>'}) has no device"
             f" lowering and cannot run on the host: {e}"
         ) from None
-    outs = [ctx.new_tensor(tuple(m.shape), VDType.of(m.dtype)) for m in metas]
+    outs = [
+        ctx.new_tensor(
+            tuple(m.shape), VDType.I64 if _int64_host_only(node, m.dtype) else VDType.of(m.dtype)
+        )
+        for m in metas
+    ]
     ctx.stream.append(HostOp(name, host_args, host_kwargs, tensor_inputs, outs, node.name, module))
     return outs if isinstance(meta, (list, tuple)) else outs[0]

@@ -1,5 +1,7 @@
 """Compile report: every ATen op with its count and lowered/CPU status, instructions
-per unit, DRAM footprint (rendered by sim/cli/report.py)."""
+per unit, DRAM footprint, and notes: what the compiler changed about the model as given
+(outputs switched off or dropped by the front end, integer tensors kept host-only), which
+`python -m sim` prints (rendered by sim/cli/report.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ def compile_report(program, lowered, graph_stats: dict, times: dict) -> dict:
         per_unit[line.unit] += 1
         per_opcode[line.insn.opcode.name] += 1
     mem = program.meta["memory"]
+    notes = [*graph_stats.get("notes", []), *getattr(lowered, "notes", [])]
     return {
+        "notes": notes,
         "ops": lowered.op_table(),
         "cpu_fallback": sorted({r.op for r in lowered.records.values() if r.status == "cpu"}),
         "instructions": len(program.code) // 32,

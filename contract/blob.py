@@ -74,13 +74,17 @@ TENSOR_TYPES: dict[str, TensorType] = {
         TensorType("float32", DType.FP32.size, np.dtype(np.float32), DType.FP32),
         TensorType("bfloat16", DType.BF16.size, np.dtype(np.uint16), DType.BF16),
         TensorType("int32", 4, np.dtype(np.int32), None),
+        # Host-only: int64 values no device instruction reads (every int an instruction
+        # reads is an int32 index), kept whole between host ops when they may not fit
+        # in int32 (a hash, a sentinel, a product of positions).
+        TensorType("int64", 8, np.dtype(np.int64), None),
         TensorType("bool", 1, np.dtype(np.uint8), None),
     )
 }
 
 
 # The tensor type of the DRAM elements an instruction names (contract.regions.Dram.dtype;
-# None is GATHER's int32 index array).
+# None is GATHER's int32 index array; no instruction names int64).
 DRAM_ELEMENTS: dict[DType | None, TensorType] = {
     **{t.isa: t for t in TENSOR_TYPES.values() if t.isa is not None},
     None: TENSOR_TYPES["int32"],
@@ -89,7 +93,8 @@ DRAM_ELEMENTS: dict[DType | None, TensorType] = {
 
 def encode_tensor(values: np.ndarray, dtype: str, what: str = "tensor") -> np.ndarray:
     """Host values -> the stored array of TENSOR_TYPES[dtype]: floats rounded to bf16
-    (RNE) for bfloat16, integers range-checked for int32, booleans as bytes. Raises with
+    (RNE) for bfloat16, integers range-checked for int32 (int64 kept whole), booleans as
+    bytes. Raises with
     `what` named when the values cannot be stored."""
     v = np.asarray(values)
     if dtype in ("float32", "bfloat16"):
@@ -104,6 +109,10 @@ def encode_tensor(values: np.ndarray, dtype: str, what: str = "tensor") -> np.nd
         if wide.size and (wide.min() < -(2**31) or wide.max() >= 2**31):
             raise ValueError(f"{what}: values do not fit in int32")
         return wide.astype(np.int32)
+    if dtype == "int64":
+        if np.issubdtype(v.dtype, np.floating):
+            raise TypeError(f"{what}: expected an integer tensor, got {v.dtype}")
+        return v.astype(np.int64)
     if dtype == "bool":
         return v.astype(bool).astype(np.uint8)
     raise TypeError(f"{what}: no DRAM layout for dtype {dtype!r}")
@@ -113,7 +122,7 @@ def decode_tensor(stored: np.ndarray, dtype: str) -> np.ndarray:
     """The stored array -> host values: float32, int64 or bool."""
     if dtype == "bfloat16":
         return nx.bf16_bits_to_f32(stored)
-    if dtype == "int32":
+    if dtype in ("int32", "int64"):
         return np.asarray(stored).astype(np.int64)
     if dtype == "bool":
         return np.asarray(stored).astype(bool)
@@ -691,7 +700,7 @@ def _validate_constants(constants, buffers: dict[str, dict], const_bytes: int) -
 
 
 # Bytes per element of a tensor read out of DRAM (contract.blob.decode_tensor's types).
-HOST_ITEMSIZE = {"float32": 4, "bfloat16": 4, "int32": 8, "bool": 1}
+HOST_ITEMSIZE = {"float32": 4, "bfloat16": 4, "int32": 8, "int64": 8, "bool": 1}
 
 
 class _Bindings:

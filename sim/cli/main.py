@@ -13,6 +13,7 @@ import torch
 
 import compiler
 import sim
+from compiler.frontend import FrontendError, prefill_kwargs, prefill_outputs
 from contract.isa import INSN_BYTES
 from golden import capture, check_outputs, eager_outputs
 from sim.cli import dumps, report
@@ -41,10 +42,16 @@ def main(argv: list[str] | None = None) -> int:
         **({"batch": opts.batch} if opts.batch != 1 else {}),
     )
     t0 = time.perf_counter()
-    program = compiler.compile(spec.model, spec.inputs, kwargs=spec.kwargs, hw=opts.hw)
+    try:
+        program = compiler.compile(spec.model, spec.inputs, kwargs=spec.kwargs, hw=opts.hw)
+    except (FrontendError, NotImplementedError) as e:  # the cause and the fix, named
+        print(f"error: cannot compile {opts.model}: {e}", file=sys.stderr)
+        return 1
     t_compile = time.perf_counter() - t0
     rep = program.meta["report"]
     print(report.compile_line(opts.model, t_compile, rep, len(program.layers)))
+    for note in rep.get("notes", []):
+        print(f"note: {note}")
     try:
         window = window_for(program, opts.wave_layer, opts.wave_cycles, opts.wave_insns)
     except ValueError as e:  # a LAYER this program does not have, an INSN past its end
@@ -75,11 +82,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{report.TABLE_HEADER}")
     for row in result.layers:
         print(report.format_row(row))
-    outputs = check_outputs(eager_outputs(spec.model, spec.inputs, spec.kwargs), result.outputs)
+    # The eager reference with the front end's changes (prefill switches off, extras
+    # dropped), so both sides return the same outputs.
+    eager_kwargs, _ = prefill_kwargs(spec.model, spec.kwargs)
+    with prefill_outputs(spec.model, []) as eager_model:
+        expected = eager_outputs(eager_model, spec.inputs, eager_kwargs)
+    outputs = check_outputs(expected, result.outputs)
     summary = run_summary(opts, program, result, outputs, t_compile, t_golden)
     failed = [r for r in result.layers if r["status"] != "pass"]
     wrong_outputs = [o for o in outputs if o["status"] != "pass"]
     debug_md = []
+    if rep.get("notes"):
+        debug_md += ["## Compile notes", "", *[f"- {n}" for n in rep["notes"]], ""]
     if failed:
         dumps.dump_failed_layers(opts.out, program, result, golden)
         debug_md += ["## Failing checkpoints", ""]

@@ -109,9 +109,12 @@ def mlp(layers=None, tokens=8, seed=0, weights=None, batch=1) -> ModelSpec:
     return ModelSpec(model, (torch.randn(batch * tokens, 64),), {})
 
 
-# Small members of transformer families the team did not write, from their config
-# classes (2 layers, 64 wide, 4 heads, 256-token vocabulary): name -> (config class,
-# config fields, model class, whether the model takes use_cache).
+# Members of transformer families the team did not write, from their config classes
+# with seeded weights (no network): name -> (config class, config fields, model class,
+# whether the model takes use_cache). The -tiny ones (2 layers, 64 wide, 4 heads,
+# 256-token vocabulary) are the test models; the others are real sizes (cut blocks
+# with --layers).
+TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
 HF_FAMILIES = {
     "opt-tiny": (
         "OPTConfig",
@@ -124,28 +127,44 @@ HF_FAMILIES = {
         "BloomConfig", dict(hidden_size=64, n_layer=2, n_head=4), "BloomForCausalLM", True,
     ),
     "neox-tiny": (
+        "GPTNeoXConfig", dict(**TINY, max_position_embeddings=128), "GPTNeoXForCausalLM", True,
+    ),
+    # Pythia-160M's shape: 12 layers, 768 wide, 12 heads, partial rotary (25%).
+    "gpt-neox": (
         "GPTNeoXConfig",
-        dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-             max_position_embeddings=128),
+        dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+             num_attention_heads=12, rotary_pct=0.25, max_position_embeddings=2048,
+             vocab_size=50304),
         "GPTNeoXForCausalLM",
         True,
     ),
     "llama-tiny": (
         "LlamaConfig",
-        dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=4, max_position_embeddings=128),
+        dict(**TINY, num_key_value_heads=4, max_position_embeddings=128),
         "LlamaForCausalLM",
         True,
     ),
-    "bert-tiny": (
-        "BertConfig",
-        dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-             max_position_embeddings=128),
-        "BertModel",
-        False,
+    # TinyLlama-1.1B's shape: 22 layers, 2048 wide, 32 heads sharing 4 KV heads.
+    "llama": (
+        "LlamaConfig",
+        dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+             num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048,
+             vocab_size=32000),
+        "LlamaForCausalLM",
+        True,
     ),
+    "bert-tiny": ("BertConfig", dict(**TINY, max_position_embeddings=128), "BertModel", False),
+    # bert-base: 12 layers, 768 wide, 12 heads, 30522 tokens (BertConfig's defaults).
+    "bert": ("BertConfig", dict(vocab_size=30522), "BertModel", False),
+    # Image models take seeded random pixel values [batch, 3, size, size], not tokens.
+    "vit-tiny": (
+        "ViTConfig", dict(**TINY, image_size=32, patch_size=8), "ViTModel", False,
+    ),
+    # ViT-B/16 at 224 x 224 (ViTConfig's defaults): 196 patches + CLS.
+    "vit": ("ViTConfig", dict(), "ViTModel", False),
 }  # fmt: skip
-HF_VOCAB = 256
+HF_VOCAB = 256  # the -tiny models' vocabulary (a real-size config names its own)
+IMAGE_CONFIGS = {"ViTConfig"}
 
 
 def _hf_family(name: str):
@@ -154,7 +173,10 @@ def _hf_family(name: str):
     def make(layers=None, tokens=8, seed=0, weights=None, batch=1) -> ModelSpec:
         import transformers
 
-        cfg = getattr(transformers, config_class)(vocab_size=HF_VOCAB, **fields)
+        image = config_class in IMAGE_CONFIGS
+        cfg = getattr(transformers, config_class)(
+            **({} if image else {"vocab_size": HF_VOCAB}) | fields
+        )
         if layers is not None:
             cfg.num_hidden_layers = layers
         torch.manual_seed(seed)
@@ -162,11 +184,19 @@ def _hf_family(name: str):
         # WEIGHTS: a local checkpoint directory of the family (no network).
         model = cls.from_pretrained(weights, local_files_only=True) if weights else cls(cfg)
         gen = torch.Generator().manual_seed(seed)
-        ids = torch.randint(0, HF_VOCAB, (batch, tokens), generator=gen)
+        if image:  # TOKENS does not apply: the patch count follows from the image size
+            shape = (batch, cfg.num_channels, cfg.image_size, cfg.image_size)
+            return ModelSpec(model.eval(), (torch.randn(shape, generator=gen),), {})
+        ids = torch.randint(0, cfg.vocab_size, (batch, tokens), generator=gen)
         return ModelSpec(model.eval(), (ids,), {"use_cache": False} if takes_cache else {})
 
-    make.__doc__ = f"{model_class} from {config_class}: 2 layers, 64 wide, 4 heads."
+    cfg_fields = fields if config_class in IMAGE_CONFIGS else {"vocab_size": HF_VOCAB} | fields
+    make.__doc__ = f"{model_class} from {config_class}({_describe(cfg_fields)})."
     return make
+
+
+def _describe(fields: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in fields.items()) or "defaults"
 
 
 for _name in HF_FAMILIES:

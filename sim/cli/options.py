@@ -64,7 +64,12 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m sim",
         description="Compile a model, run it on a backend, check every layer, write reports.",
     )
-    ap.add_argument("model", help=f"registered name ({', '.join(MODELS)}) or module:function")
+    ap.add_argument(
+        "model",
+        help=f"registered name ({', '.join(MODELS)}; *-tiny are the small test configs, llama,"
+        " gpt-neox, bert, vit real sizes: TinyLlama-1.1B, Pythia-160M, bert-base, ViT-B/16)"
+        " or module:function returning (model, inputs[, kwargs])",
+    )
     ap.add_argument(
         "--backend", default=RTL_BACKEND, help="verilator (RTL), ref (ISA model), torch"
     )
