@@ -67,6 +67,11 @@ class LowerCtx:
         # Nodes whose values a CHECKPOINT reads (layer outputs and inputs): their
         # buffers must stay as lowered, so no later lowering may redirect their writes.
         self.checkpointed: set[str] = set()
+        self.checkpoint_outputs: set[str] = set()  # the layer outputs among them
+        # Every lowered node's value by node name (compiler.lower fills it as it walks):
+        # a lowering may ask what an earlier node is (say, whether an argument of one of
+        # its users is a constant).
+        self.values: dict[str, object] = {}
 
     def constant_value(self, ref: TensorRef) -> torch.Tensor | None:
         """The compile-time value of a view of a constant buffer, else None."""

@@ -140,7 +140,9 @@ def lower_graph(g: Graph, hw: HwConfig, checkpoints: str = "all") -> Lowered:
     layers = find_layers(g, checkpoints)
     layer_at = {layer.output_node: layer for layer in layers}
     ctx.checkpointed = {n for la in layers for n in (la.output_node, *la.input_nodes)}
+    ctx.checkpoint_outputs = {la.output_node for la in layers}
     host_only_int64: list[str] = []
+    ctx.values = values
 
     def value_of(n):
         return values[n.name]

@@ -57,7 +57,9 @@ def _sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, *
             if attn_mask.dtype == torch.bool
             else s + attn_mask
         )
-    return _bf16(torch.softmax(s, -1)) @ _bf16(v)
+    # A row masked throughout is 0, as PyTorch's sdpa gives (its safe softmax), not NaN.
+    p = torch.softmax(s, -1).masked_fill(s.amax(-1, keepdim=True) == float("-inf"), 0.0)
+    return _bf16(p) @ _bf16(v)
 
 
 NEG_FLT_MAX = -torch.finfo(torch.float32).max
@@ -139,6 +141,20 @@ def _run(node: fx.Node, env: dict, on_device: bool):
     return out
 
 
+def _as_graph_dtype(value, node: fx.Node | None):
+    """A checkpointed value in its graph dtype: the device holds a boolean mask it made
+    as fp32 1.0 / +0.0 (compiler/ops/select.py), PyTorch as bool."""
+    val = node.meta.get("val") if node is not None else None
+    if (
+        isinstance(value, torch.Tensor)
+        and isinstance(val, torch.Tensor)
+        and val.dtype == torch.bool
+        and value.is_floating_point()
+    ):
+        return value != 0
+    return value
+
+
 def inner_layers(program, layer: dict) -> list[dict]:
     """The checkpointed layers whose nodes lie inside this one's."""
     mine = set(layer["nodes"])
@@ -154,8 +170,9 @@ def targets(program, layer: dict, checkpoints: dict) -> Iterator[tuple[str, obje
     inner = [la for la in inner_layers(program, layer) if la["id"] in checkpoints]
     from_device = {la["node"]: checkpoints[la["id"]]["output"] for la in inner}
     env: dict[str, object] = dict(graph.constants)
+    nodes = {n.name: n for n in graph.graph.nodes}
     for b, value in zip(layer["inputs"], got["inputs"], strict=True):
-        env[b["name"]] = value
+        env[b["name"]] = _as_graph_dtype(value, nodes.get(b["name"]))
     wanted = set(layer["nodes"])
     for node in graph.graph.nodes:  # non-tensor inputs (flags) come from the export
         if node.name in wanted:

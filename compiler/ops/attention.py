@@ -33,15 +33,14 @@ from compiler.context import LowerCtx, tensor_meta
 from compiler.ir import TensorRef, VDType
 from compiler.ops.matmul import MatOperand, mat_operand
 from compiler.ops.select import as_mask_operand
-from compiler.ops.vector import Vec
+from compiler.ops.vector import NEG_FLT_MAX, Vec
 from compiler.registry import Unsupported, lowering
 from contract.isa import BMode, VBinFunct, VReduceFunct, VUnaryFunct
 
 aten = torch.ops.aten
 NEG_INF = float("-inf")
-# The running max starts no lower than this (the most negative finite fp32), so a row
-# whose first K/V tile is masked throughout gets p = exp(-inf - (-FLT_MAX)) = 0, not NaN.
-NEG_FLT_MAX = -torch.finfo(torch.float32).max
+# The running max starts no lower than NEG_FLT_MAX (the most negative finite fp32), so a
+# row whose first K/V tile is masked throughout gets p = exp(-inf - (-FLT_MAX)) = 0, not NaN.
 # Per query row of a tiled block: five [rows, 1] columns in ACC (running max twice, as
 # the old and new values alternate, running sum, this tile's row max / row sum, and the
 # correction exp(m - m')).
@@ -198,7 +197,8 @@ def _untiled(ctx: LowerCtx, batch, T, S, D, Dv, scale, mask_off, Q, K, V, Mb, ke
                 m_acc = vec.alloc()  # mask bias tile [nt, S]
                 ctx.load(Mb.tile(bi, t0, 0, nt, S), m_acc)
                 _apply_mask(vec, s_acc, m_acc, keep)
-            vec.softmax_rows(s_acc)
+            # A mask tile or a causal offset < 0 can mask a row throughout: 0, not NaN.
+            vec.softmax_rows(s_acc, masked_rows_zero=Mb is not None or (mask_off or 0) < 0)
             _to_spad(ctx, p_sram, s_acc, nt, S)
             _pv(ctx, o_acc, p_sram, v_sram, nt, Dv, S, acc=False)
             ctx.store(o_acc, O.tile(bi, t0, 0, nt, Dv))

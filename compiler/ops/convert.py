@@ -3,8 +3,10 @@
 fp32 -> bf16 is DMA_ST of ACC as bf16, which rounds to nearest even on the bit pattern
 with NaN -> 0x7fc0, exactly as PyTorch converts (docs/isa.md, "bf16"); bf16 -> fp32
 widens exactly. A conversion that changes no value (to the dtype the values already
-have) is an alias. Anything else (integers, bool, float16, whose rounding the device
-does not have) stays on the host.
+have) is an alias. An int32 tensor to bool (a padding mask from an integer
+attention_mask) becomes a device mask (compiler/ops/select.py: int_to_mask). Anything
+else (other integer conversions, float16, whose rounding the device does not have)
+stays on the host.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 
 from compiler.context import LowerCtx, tensor_meta
 from compiler.ir import TensorRef, VDType
+from compiler.ops.select import int_to_mask
 from compiler.ops.views import copy_into
 from compiler.registry import Unsupported, lowering
 
@@ -35,6 +38,8 @@ def lower_to_copy(ctx: LowerCtx, node, args, kwargs) -> TensorRef:
         raise Unsupported(f"_to_copy with {sorted(unknown)}")
     src_dtype = node.args[0].meta["val"].dtype
     dst_dtype = tensor_meta(node).dtype
+    if dst_dtype == torch.bool and not (src_dtype.is_floating_point or src_dtype == torch.bool):
+        return int_to_mask(ctx, node, src)  # an attention / padding mask from integers
     if src_dtype not in DEVICE_FLOATS or dst_dtype not in DEVICE_FLOATS:
         raise Unsupported(
             f"{src_dtype} -> {dst_dtype} (the device converts only between fp32 and bf16)"

@@ -179,11 +179,85 @@ def lower_index_select(ctx: LowerCtx, node, args, kwargs):
     return _as_meta(out, node)
 
 
+# The largest constant-index result whose affine form is searched (elements).
+MAX_AFFINE_NUMEL = 1 << 20
+
+
+def affine_index(shape: tuple[int, ...], indices: list) -> tuple[list, list] | None:
+    """x[indices] for x of this shape and constant indices (tensors or None), when every
+    coordinate of x it reads is an affine function of the result's coordinates with
+    non-negative coefficients: (A, b) with x coordinate i = b[i] + sum_j A[i][j] * o_j,
+    else None. Then the result is a strided view of x in any layout (stride_j =
+    sum_i A[i][j] * x.stride(i)), no copy: x[arange(B)[:, None], arange(S)] and the
+    other broadcast index grids models build their masks with."""
+    key = tuple(slice(None) if i is None else i for i in indices)  # None: the whole dim
+    try:
+        out_shape = torch.empty(shape)[key].shape if math.prod(shape) <= MAX_AFFINE_NUMEL else None
+    except IndexError:  # out of range: the gather path says so
+        return None
+    if out_shape is None or math.prod(out_shape) > MAX_AFFINE_NUMEL:
+        return None
+    A, b = [], []
+    grid = torch.meshgrid(*[torch.arange(n) for n in out_shape], indexing="ij") if out_shape else ()
+    for i, size in enumerate(shape):
+        coord = torch.arange(size).reshape([size if d == i else 1 for d in range(len(shape))])
+        got = coord.expand(shape)[key]  # x's coordinate i at each result element
+        base = got.reshape(-1)[0] if got.numel() else torch.tensor(0)
+        row = []
+        for j, n in enumerate(out_shape):
+            unit = [0] * len(out_shape)
+            unit[j] = 1 if n > 1 else 0
+            row.append(int(got[tuple(unit)] - base) if n > 1 else 0)
+        if any(a < 0 for a in row):
+            return None
+        want = base + sum((a * g for a, g in zip(row, grid, strict=True)), torch.tensor(0))
+        if not torch.equal(got, torch.as_tensor(want).expand(out_shape)):
+            return None
+        A.append(row)
+        b.append(int(base))
+    return A, b
+
+
+def constant_indices(ctx: LowerCtx, indices) -> list | None:
+    """The index list with every tensor replaced by its compile-time value, or None if
+    one is not a constant (indices: TensorRefs, fx nodes of lowered ones, or None)."""
+    out = []
+    for i in indices:
+        if i is None:
+            out.append(None)
+            continue
+        ref = ctx.values.get(i.name) if isinstance(i, torch.fx.Node) else i
+        value = ctx.constant_value(ref) if isinstance(ref, TensorRef) else None
+        if value is None or value.is_floating_point():
+            return None
+        out.append(value.to(torch.bool) if ref.dtype == VDType.BOOL else value.long())
+    return out
+
+
+def index_view(node: torch.fx.Node, ctx: LowerCtx) -> tuple[list, list] | None:
+    """(A, b) of affine_index when this aten.index.Tensor node reads its input at
+    constant affine positions (it lowers to a view), else None."""
+    x, indices = node.args[:2]
+    consts = constant_indices(ctx, indices)
+    if consts is None or any(c is not None and c.dtype == torch.bool for c in consts):
+        return None
+    return affine_index(tuple(tensor_meta(x).shape), consts)
+
+
 @lowering(aten.index.Tensor)
 def lower_index(ctx: LowerCtx, node, args, kwargs):
     x, indices = args[:2]
     if not isinstance(x, TensorRef):
         raise Unsupported("indexing a non-tensor")
+    affine = index_view(node, ctx)
+    if affine is not None:  # a strided view of x: no code
+        A, b = affine
+        shape = tuple(tensor_meta(node).shape)
+        strides = tuple(
+            sum(A[i][j] * x.strides[i] for i in range(len(x.shape))) for j in range(len(shape))
+        )
+        offset = x.offset + sum(bi * s for bi, s in zip(b, x.strides, strict=True))
+        return TensorRef(x.buffer, x.dtype, shape, strides, offset)
     given = [(d, i) for d, i in enumerate(indices) if i is not None]
     if len(given) != 1 or not isinstance(given[0][1], TensorRef):
         raise Unsupported(f"advanced indexing with {len(given)} index tensors (only one)")

@@ -7,8 +7,9 @@ a bool tensor produced on the device stays that fp32 mask: its TensorRef is fp32
 the graph says bool. So that no one else ever reads such a mask as bytes, a mask is made
 on the device only when every use of it (through views) is a mask use this module
 lowers: the condition of a where, an operand of a logical op (itself kept on the device
-by the same rule), or the boolean mask of an attention (which selects with it). A mask
-that is a model output, is checkpointed, or feeds any other op is computed on the host
+by the same rule), or the boolean mask of an attention (which selects with it); views
+of it, and indexing at constant affine positions (a view too), count as the mask. A mask
+that is a model or layer output, or feeds any other op, is computed on the host
 instead (a real bool tensor). A bool tensor in DRAM (bytes: not DMA-loadable) that
 reaches a mask use is converted first: a constant at compile time (an fp32 constant of
 0.0 / 1.0), a runtime one (a model input, a host op's result) by a host _to_copy to
@@ -29,10 +30,11 @@ from torch import fx
 from compiler.context import LowerCtx
 from compiler.ir import BufferKind, HostOp, TensorRef, VDType
 from compiler.ops.elementwise import elementwise
+from compiler.ops.gather import index_view
 from compiler.ops.views import is_view
 from compiler.registry import Unsupported, lowering
 from contract import hostops
-from contract.isa import VBinFunct
+from contract.isa import VBinFunct, VUnaryFunct
 
 aten = torch.ops.aten
 EQ, NE, LT, LE, GT, GE = (VBinFunct[n] for n in ("EQ", "NE", "LT", "LE", "GT", "GE"))
@@ -53,6 +55,7 @@ BITWISE = {aten.bitwise_not.default, aten.bitwise_and.Tensor, aten.bitwise_or.Te
            aten.bitwise_xor.Tensor}  # fmt: skip
 WHERE = aten.where.self
 SDPA = aten.scaled_dot_product_attention.default
+INDEX = aten.index.Tensor
 
 
 def _val(n) -> torch.Tensor | None:
@@ -82,7 +85,9 @@ def _accepts(user: fx.Node, node: fx.Node, ctx: LowerCtx) -> bool:
         return mask is node and node not in user.args[:3]
     if user.kwargs:
         return False
-    if is_view(user.target):
+    if is_view(user.target) or (
+        user.target == INDEX and user.args[0] is node and index_view(user, ctx) is not None
+    ):
         return _stays(user, ctx)
     if user.target == WHERE:
         c, x, y = user.args
@@ -101,7 +106,9 @@ def _accepts(user: fx.Node, node: fx.Node, ctx: LowerCtx) -> bool:
 
 def _stays(node: fx.Node, ctx: LowerCtx) -> bool:
     """A device mask may represent node: all its uses are mask uses lowered here."""
-    if node.name in ctx.checkpointed or not node.users:
+    # A layer's input may be a device mask (its checkpoint reads the fp32 1.0 / +0.0 and
+    # golden.reference casts it back to bool); a layer's output must be PyTorch's bool.
+    if node.name in ctx.checkpoint_outputs or not node.users:
         return False
     return all(_accepts(u, node, ctx) for u in node.users)
 
@@ -128,7 +135,7 @@ def _keep_on_device(ctx: LowerCtx, node: fx.Node) -> None:
     if not _stays(node, ctx):
         raise Unsupported(
             "a mask is made on the device only for masks used by where and logical ops"
-            " (this one is a model output, checkpointed or used by another op)"
+            " (this one is a model or layer output, or used by another op)"
         )
 
 
@@ -268,3 +275,25 @@ def lower_isnan(ctx: LowerCtx, node, args, kwargs):
     return elementwise(  # x != x only for NaN
         ctx, _AsFloat(node), [args[0]], lambda vec, dst, ins: vec.bin(NE, dst, ins[0], ins[0])
     )
+
+
+def int_to_mask(ctx: LowerCtx, node, src: TensorRef) -> TensorRef:
+    """_to_copy(int -> bool) of an int32 tensor in DRAM as a device mask, exactly.
+
+    The DMA moves the int32 words unchanged into ACC, where the vector unit sees them as
+    fp32 bit patterns: +0.0 is the integer 0 and every other word is a nonzero float or a
+    NaN, except -0.0, which is the integer -2**31. So bool(i) = (x != 0) or (x is -0.0),
+    and recip tells -0.0 (-inf) from +0.0 (+inf): mask = fill(x != 0, recip(x) < 0, 1.0)."""
+    if src.dtype != VDType.I32:
+        raise Unsupported(f"int -> bool of a {src.dtype.value} tensor (kept on the host)")
+    _keep_on_device(ctx, node)
+    bits = TensorRef(src.buffer, VDType.F32, src.shape, src.strides, src.offset)
+
+    def body(vec, dst, ins):
+        neg = vec.alloc()
+        vec.imm(NE, dst, ins[0], 0.0)
+        vec.unary(VUnaryFunct.RECIP, neg, ins[0])
+        vec.imm(LT, neg, neg, 0.0)  # the word was -0.0: the integer -2**31
+        vec.select(FILL, dst, dst, neg, 1.0)
+
+    return elementwise(ctx, _AsFloat(node), [bits], body, temps=1)

@@ -6,6 +6,8 @@ from compiler.context import LowerCtx
 from compiler.tiles import SramTile
 from contract.isa import BMode, VBinFunct, VReduceFunct, VUnaryFunct
 
+NEG_FLT_MAX = -3.4028234663852886e38  # the most negative finite fp32
+
 
 class Vec:
     """Vector instructions over [rows, cols] ACC regions (SramTiles of ctx.acc)."""
@@ -50,14 +52,22 @@ class Vec:
     def reduce(self, funct: VReduceFunct, dst: SramTile, a: SramTile) -> SramTile:
         return self._emit("vreduce", dst, a, funct=funct)
 
-    def softmax_rows(self, x: SramTile) -> SramTile:
-        """x <- softmax over each row, in place: max, subtract, exp, sum, recip, scale."""
+    def softmax_rows(self, x: SramTile, masked_rows_zero: bool = False) -> SramTile:
+        """x <- softmax over each row, in place: max, subtract, exp, sum, recip, scale.
+
+        masked_rows_zero: a row that is -inf throughout comes out 0 (PyTorch's sdpa), not
+        NaN: the max is raised to -FLT_MAX (so exp gives 0) and the sum to 1, two
+        instructions that change no other row (its max is finite, its sum >= 1)."""
         col = self.ctx.acc.alloc(self.rows, 1)
+        col_rows = Vec(self.ctx, self.rows, 1)
         self.reduce(VReduceFunct.MAX, col, x)
+        if masked_rows_zero:
+            col_rows.imm(VBinFunct.MAX, col, col, NEG_FLT_MAX)
         self.bin(VBinFunct.SUB, x, x, col, BMode.COL)
         self.unary(VUnaryFunct.EXP, x, x)
         self.reduce(VReduceFunct.SUM, col, x)
-        col_rows = Vec(self.ctx, self.rows, 1)
+        if masked_rows_zero:
+            col_rows.imm(VBinFunct.MAX, col, col, 1.0)
         col_rows.unary(VUnaryFunct.RECIP, col, col)
         self.bin(VBinFunct.MUL, x, x, col, BMode.COL)
         return x
