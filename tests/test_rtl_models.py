@@ -16,13 +16,26 @@ pytestmark = pytest.mark.rtl
 
 
 @pytest.mark.parametrize(
-    ("name", "hw"), [("gpt2-tiny", None), ("mlp", None), ("gpt2-tiny", "small"), ("mlp", "small")]
+    ("name", "hw"),
+    [
+        ("gpt2-tiny", None),
+        ("mlp", None),
+        ("gpt2-tiny", "small"),
+        ("mlp", "small"),
+        # The modern families, whole on the device (one segment each): RMSNorm, rotary
+        # (whole and partial), SwiGLU, exact GELU, the patch convolution.
+        ("llama-tiny", None),
+        ("neox-tiny", None),
+        ("bert-tiny", None),
+        ("vit-tiny", None),
+    ],
 )
 def test_model_on_rtl(name, hw):
     spec = build(name)
     program = compiler.compile(spec.model, spec.inputs, kwargs=spec.kwargs, hw=hw)
     result = sim.run(program, spec.inputs, backend="verilator", check=True)
     assert result.layers
+    assert len(program.meta["segments"]) == 1 and not program.meta["host_ops"]
     assert not result.stats["isa_mismatches"], result.stats["isa_mismatches"][:2]
     failed = [r for r in result.layers if r["status"] != "pass"]
     assert not failed, failed[:3]

@@ -153,6 +153,61 @@ HF_FAMILIES = {
         "LlamaForCausalLM",
         True,
     ),
+    # Decoder families built from the usual parts, tiny: GQA (qwen2), MQA (mistral,
+    # gpt-bigcode), head_dim != hidden / heads (gemma), partial rotary (phi, stablelm,
+    # gpt-j), parallel attention + MLP (gpt-j, phi, falcon), ALiBi (falcon, mpt),
+    # odd sizes (llama-odd: 72 wide, 100-wide MLP, 250 tokens).
+    "qwen2-tiny": (
+        "Qwen2Config", dict(**TINY, num_key_value_heads=2, max_position_embeddings=128),
+        "Qwen2ForCausalLM", True,
+    ),
+    "mistral-tiny": (
+        "MistralConfig", dict(**TINY, num_key_value_heads=1, max_position_embeddings=128),
+        "MistralForCausalLM", True,
+    ),
+    "gemma-tiny": (
+        "GemmaConfig",
+        dict(**TINY, num_key_value_heads=1, head_dim=16, max_position_embeddings=128),
+        "GemmaForCausalLM", True,
+    ),
+    "phi-tiny": (
+        "PhiConfig", dict(**TINY, partial_rotary_factor=0.5, max_position_embeddings=128),
+        "PhiForCausalLM", True,
+    ),
+    "stablelm-tiny": (
+        "StableLmConfig",
+        dict(**TINY, num_key_value_heads=2, partial_rotary_factor=0.25,
+             max_position_embeddings=128),
+        "StableLmForCausalLM", True,
+    ),
+    "gptj-tiny": (
+        "GPTJConfig",
+        dict(n_embd=64, n_layer=2, n_head=4, rotary_dim=8, n_positions=128,
+             bos_token_id=0, eos_token_id=0),
+        "GPTJForCausalLM", True,
+    ),
+    "falcon-tiny": (
+        "FalconConfig",
+        dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, alibi=True,
+             parallel_attn=True, new_decoder_architecture=False),
+        "FalconForCausalLM", True,
+    ),
+    "mpt-tiny": (
+        "MptConfig", dict(d_model=64, n_heads=4, n_layers=2, max_seq_len=128),
+        "MptForCausalLM", True,
+    ),
+    "bigcode-tiny": (
+        "GPTBigCodeConfig",
+        dict(n_embd=64, n_layer=2, n_head=4, n_positions=128, multi_query=True),
+        "GPTBigCodeForCausalLM", True,
+    ),
+    "llama-odd": (
+        "LlamaConfig",
+        dict(hidden_size=72, intermediate_size=100, num_hidden_layers=2,
+             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+             vocab_size=250),
+        "LlamaForCausalLM", True,
+    ),
     "bert-tiny": ("BertConfig", dict(**TINY, max_position_embeddings=128), "BertModel", False),
     # bert-base: 12 layers, 768 wide, 12 heads, 30522 tokens (BertConfig's defaults).
     "bert": ("BertConfig", dict(vocab_size=30522), "BertModel", False),
