@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from lowering_helpers import Fn
 
 import compiler
 from compiler.emit import segment_stream
@@ -22,16 +23,6 @@ def run_and_compare(module, inputs, atol=2e-2, hw=None):
     scale = want.abs().max().clamp(min=1)
     assert ((got - want).abs().max() / scale) <= atol, (got - want).abs().max()
     return program
-
-
-class Fn(torch.nn.Module):
-    def __init__(self, fn, *params):
-        super().__init__()
-        self.fn = fn
-        self.params = torch.nn.ParameterList(params)
-
-    def forward(self, *xs):
-        return self.fn(*xs, *self.params)
 
 
 X = torch.randn(2, 6, 40)

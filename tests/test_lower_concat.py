@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from lowering_helpers import Fn
 
 import compiler
 import sim
@@ -25,15 +26,6 @@ from compiler.ops.concat import cat_parts, concat, remap_rows, remap_tile
 from compiler.verify import verify_stream
 from contract.hw import DEFAULT_HW
 from sim.ref import RefMachine
-
-
-class Fn(torch.nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *xs):
-        return self.fn(*xs)
 
 
 def same_bits(got: torch.Tensor, want: torch.Tensor) -> bool:

@@ -75,16 +75,6 @@ PATCH = {
 }
 
 
-@pytest.mark.parametrize("name", list(PATCH))
-def test_patch_convolution(name):
-    torch.manual_seed(1)
-    conv, shape = PATCH[name]
-    conv = conv.eval()
-    x = randn(*shape)
-    program = compile_on_device(conv, (x,))
-    check_conv(conv, x, program(x))
-
-
 def test_patch_tiles_are_loaded_by_dma_addressing():
     """The 12x8 image in 4x4 patches (3 x 2 of them): per image one B tile written by
     C * p * Ho = 3 * 4 * 3 strided loads (rows j of one kernel row, columns the patches
@@ -111,10 +101,11 @@ GENERAL = {
 }
 
 
-@pytest.mark.parametrize("name", list(GENERAL))
-def test_general_convolution_by_im2col(name):
-    torch.manual_seed(2)
-    conv, shape = GENERAL[name]
+@pytest.mark.parametrize("name", [*PATCH, *GENERAL])
+def test_convolution(name):
+    """Patch convolutions (stride = kernel) by DMA addressing, the others by im2col."""
+    torch.manual_seed(1)
+    conv, shape = (PATCH | GENERAL)[name]
     conv = conv.eval()
     x = randn(*shape)
     program = compile_on_device(conv, (x,))

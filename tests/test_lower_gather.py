@@ -5,20 +5,11 @@ PyTorch's bits exactly (fp32 compared as int32 patterns)."""
 
 import pytest
 import torch
+from lowering_helpers import Fn
 
 import compiler
 import sim
 from compiler.ops.gather import arithmetic_runs
-
-
-class Fn(torch.nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *xs):
-        return self.fn(*xs)
-
 
 gen = torch.Generator().manual_seed(0)
 X = torch.randn(3, 5, 37, generator=gen)  # odd sizes, not multiples of the line

@@ -5,6 +5,7 @@ ISA model; RMSNorm and softmax over the first dim through the RTL in lockstep.""
 import numpy as np
 import pytest
 import torch
+from lowering_helpers import Fn
 
 import compiler
 import sim
@@ -14,16 +15,6 @@ from sim.cli.models import build
 # Odd sizes: no dim a multiple of the 16-lane line.
 X = torch.randn(5, 37, 19, generator=torch.Generator().manual_seed(0))
 XD = X.double().numpy()
-
-
-class Fn(torch.nn.Module):
-    def __init__(self, fn, *params):
-        super().__init__()
-        self.fn = fn
-        self.params = torch.nn.ParameterList(params)
-
-    def forward(self, *xs):
-        return self.fn(*xs, *self.params)
 
 
 def on_device(module, *inputs, hw=None):

@@ -4,6 +4,7 @@ values (NaNs become the canonical NaN: compared as NaN)."""
 
 import pytest
 import torch
+from lowering_helpers import Fn
 
 import compiler
 import sim
@@ -31,15 +32,6 @@ def same(got: torch.Tensor, want: torch.Tensor) -> bool:
     return torch.equal(torch.isnan(got), nan) and torch.equal(
         got[~nan].view(torch.int32), want[~nan].view(torch.int32)
     )
-
-
-class Fn(torch.nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *xs):
-        return self.fn(*xs)
 
 
 X, Y = specials(3, 5, 40, seed=1), specials(3, 5, 40, seed=2)
