@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from contract.isa import INSN_BYTES
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "hw"
 # A config's name names files and directories (the RTL build's, sim/rtl/build.py) and is
 # printed: letters, digits, '.', '_', '-', at most 64 characters.
@@ -69,6 +71,12 @@ class HwConfig:
     @property
     def dram_bytes(self) -> int:
         return self.dram_mib * 1024 * 1024
+
+    @property
+    def fetch_block_insns(self) -> int:
+        """Instructions the control unit fetches per DRAM request into its fetch buffer:
+        as many as one 16-beat burst holds, at most 8 (docs/rtl.md, "Issue")."""
+        return max(1, min(8, 16 * (self.dram_bus_bits // 8) // INSN_BYTES))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -28,9 +28,12 @@ module loom_core
   logic [31:0] pc_start, code_end, dram_limit, fault_pc, retired;
   logic [15:0] last_layer;
   fault_e fault, dma_fault;
-  logic fetch, fetch_done, fetch_err, fetching;
+  logic fetch, fetch_done, fetching;
   logic [31:0] fetch_addr;
-  logic [InsnBits-1:0] fetch_insn, insn;
+  logic [FetchWordBits-1:0] fetch_words;
+  logic [FetchInsns-1:0] fetch_err;
+  logic [FetchInsns-1:0][InsnBits-1:0] fetch_block;
+  logic [InsnBits-1:0] insn;
   logic dma_start, mxu_start, vpu_start, dma_done, mxu_done, vpu_done;
   unit_e active;
   logic [31:0] mxu_macs;
@@ -81,9 +84,10 @@ module loom_core
     .last_layer_o   (last_layer),
     .fetch_o        (fetch),
     .fetch_addr_o   (fetch_addr),
+    .fetch_words_o  (fetch_words),
     .fetch_done_i   (fetch_done),
     .fetch_err_i    (fetch_err),
-    .fetch_insn_i   (fetch_insn),
+    .fetch_block_i  (fetch_block),
     .insn_o         (insn),
     .dma_start_o    (dma_start),
     .mxu_start_o    (mxu_start),
@@ -110,9 +114,10 @@ module loom_core
     .fault_o      (dma_fault),
     .fetch_i      (fetch),
     .fetch_addr_i (fetch_addr),
+    .fetch_words_i(fetch_words),
     .fetch_done_o (fetch_done),
     .fetch_err_o  (fetch_err),
-    .fetch_insn_o (fetch_insn),
+    .fetch_block_o(fetch_block),
     .axi_req_o    (dram_req_o),
     .axi_rsp_i    (dram_rsp_i),
     .mem_req_o    (dma_mem_req),

@@ -1,5 +1,11 @@
 // Control unit: fetch, decode, static checks, in-order issue, retire.
 //
+// Fetch: a fetch buffer holds the last block of up to FetchInsns instructions the DMA
+// engine fetched (one DRAM request per block, not per instruction); an instruction
+// whose pc the block holds issues without a DRAM round trip. The code does not change
+// while a segment runs (the ISA model executes the program's code, not DRAM), and the
+// buffer is emptied at every start, so a block is never stale.
+//
 // Issue is blocking: an instruction issues when the previous one has retired, so every
 // read-after-write, write-after-read and DRAM ordering dependency the ISA defines holds
 // by construction and FENCE/CHECKPOINT find every unit idle. The unit that executes an
@@ -23,12 +29,13 @@ module loom_ctrl
   output logic [31:0]         fault_pc_o,
   output logic [31:0]         retired_o,
   output logic [15:0]         last_layer_o,
-  // Fetch through the DMA engine
-  output logic                fetch_o,
-  output logic [31:0]         fetch_addr_o,
-  input  logic                fetch_done_i,
-  input  logic                fetch_err_i,
-  input  logic [InsnBits-1:0] fetch_insn_i,
+  // Fetch through the DMA engine: blocks of fetch_words_o instructions from fetch_addr_o
+  output logic                                fetch_o,
+  output logic [31:0]                         fetch_addr_o,
+  output logic [FetchWordBits-1:0]            fetch_words_o,
+  input  logic                                fetch_done_i,
+  input  logic [FetchInsns-1:0]               fetch_err_i,
+  input  logic [FetchInsns-1:0][InsnBits-1:0] fetch_block_i,
   // Units
   output logic [InsnBits-1:0] insn_o,
   output logic                dma_start_o,
@@ -59,6 +66,8 @@ module loom_ctrl
   } state_e;
 
   localparam logic [31:0] InsnBytes = 32'(InsnBits / 8);
+  localparam int unsigned InsnShift = $clog2(InsnBits / 8);
+  localparam int unsigned FbIndexBits = FetchInsns > 1 ? $clog2(FetchInsns) : 1;
 
   state_e state_d, state_q;
   logic [31:0] pc_d, pc_q, index_d, index_q;
@@ -66,6 +75,11 @@ module loom_ctrl
   fault_e fault_d, fault_q;
   logic [31:0] fault_pc_d, fault_pc_q;
   logic [15:0] last_layer_d, last_layer_q;
+  // Fetch buffer: the block at fb_base_q, fb_words_q instructions (0: empty).
+  logic [31:0] fb_base_d, fb_base_q;
+  logic [FetchWordBits-1:0] fb_words_d, fb_words_q, fetch_words_d, fetch_words_q;
+  logic fb_hit;
+  logic [FbIndexBits-1:0] fb_index;
   unit_e active_d, active_q;
   fault_e check_fault;
   // Requests to the units leave from registers: no combinational path from a unit's
@@ -80,6 +94,14 @@ module loom_ctrl
     .dram_limit_i(dram_limit_i),
     .fault_o     (check_fault)
   );
+
+  // The buffer holds pc when pc lies in [fb_base, fb_base + fb_words * InsnBytes).
+  always_comb begin
+    logic [32:0] off;
+    off = {1'b0, pc_q} - {1'b0, fb_base_q};
+    fb_hit = !off[32] && off < 33'(fb_words_q) << InsnShift;
+    fb_index = FbIndexBits'(off >> InsnShift);  // < fb_words_q <= FetchInsns on a hit
+  end
 
   opcode_e opcode;
   checkpoint_insn_t ckpt;
@@ -102,6 +124,9 @@ module loom_ctrl
     fault_d = fault_q;
     fault_pc_d = fault_pc_q;
     last_layer_d = last_layer_q;
+    fb_base_d = fb_base_q;
+    fb_words_d = fb_words_q;
+    fetch_words_d = fetch_words_q;
     active_d = active_q;
     fetch_d = 1'b0;
     dma_start_d = 1'b0;
@@ -116,6 +141,7 @@ module loom_ctrl
           pc_d = pc_start_i;
           index_d = '0;
           fault_d = FAULT_NONE;
+          fb_words_d = '0;
           state_d = ST_FETCH_REQ;
         end
       end
@@ -124,21 +150,30 @@ module loom_ctrl
           fault_d = FAULT_FETCH_RANGE;
           fault_pc_d = pc_q;
           state_d = ST_FAULT;
-        end else begin
-          fetch_d = 1'b1;
-          state_d = ST_FETCH_WAIT;
-        end
-      end
-      ST_FETCH_WAIT: begin
-        if (fetch_done_i) begin
-          insn_d = fetch_insn_i;
-          if (fetch_err_i) begin
+        end else if (fb_hit) begin
+          insn_d = fetch_block_i[fb_index];
+          if (fetch_err_i[fb_index]) begin
             fault_d = FAULT_BUS_ERROR;
             fault_pc_d = pc_q;
             state_d = ST_FAULT;
           end else begin
             state_d = ST_ISSUE;
           end
+        end else begin
+          // The next block: FetchInsns instructions, or as many as the code has left.
+          logic [31:0] left;
+          left = (code_end_i - pc_q) >> InsnShift;
+          fetch_words_d = left < 32'(FetchInsns) ? FetchWordBits'(left)
+                                                 : FetchWordBits'(FetchInsns);
+          fetch_d = 1'b1;
+          state_d = ST_FETCH_WAIT;
+        end
+      end
+      ST_FETCH_WAIT: begin
+        if (fetch_done_i) begin  // the block is in the DMA's registers from next cycle
+          fb_base_d = pc_q;
+          fb_words_d = fetch_words_q;
+          state_d = ST_FETCH_REQ;
         end
       end
       ST_ISSUE: begin
@@ -211,6 +246,7 @@ module loom_ctrl
   assign retired_o = index_q;
   assign last_layer_o = last_layer_q;
   assign fetch_addr_o = pc_q;
+  assign fetch_words_o = fetch_words_q;
   assign insn_o = insn_q;
   assign active_o = active_q;
   assign fetching_o = state_q inside {ST_FETCH_REQ, ST_FETCH_WAIT};
@@ -227,6 +263,9 @@ module loom_ctrl
       fault_q <= FAULT_NONE;
       fault_pc_q <= '0;
       last_layer_q <= '0;
+      fb_base_q <= '0;
+      fb_words_q <= '0;
+      fetch_words_q <= '0;
       active_q <= UNIT_CTRL;
       fetch_q <= 1'b0;
       dma_start_q <= 1'b0;
@@ -240,6 +279,9 @@ module loom_ctrl
       fault_q <= fault_d;
       fault_pc_q <= fault_pc_d;
       last_layer_q <= last_layer_d;
+      fb_base_q <= fb_base_d;
+      fb_words_q <= fb_words_d;
+      fetch_words_q <= fetch_words_d;
       active_q <= active_d;
       fetch_q <= fetch_d;
       dma_start_q <= dma_start_d;
@@ -263,6 +305,13 @@ module loom_ctrl
   `ASSERT(MxuDoneWhenActive, mxu_done_i |-> active_q == UNIT_MXU)
   `ASSERT(VpuDoneWhenActive, vpu_done_i |-> active_q == UNIT_VPU)
   `ASSERT(FetchDoneWhenWaiting, fetch_done_i |-> state_q == ST_FETCH_WAIT)
+  // A block request asks for 1 to FetchInsns instructions, all inside the code; the
+  // buffer never holds more than a block.
+  `ASSERT(FetchWordsValid, fetch_q |-> fetch_words_q != '0 && 32'(fetch_words_q) <= FetchInsns)
+  `ASSERT(FetchInsideCode, fetch_q |->
+      64'(pc_q) + (64'(fetch_words_q) << InsnShift) <= 64'(code_end_i))
+  `ASSERT(BufferBounded, 32'(fb_words_q) <= FetchInsns)
+  `ASSERT(IssueFromBuffer, state_q == ST_ISSUE |-> $past(fb_hit))
   // Retirement: from ISSUE (control instructions) or EXEC, in order, one at a time.
   `ASSERT(RetireFromIssueOrExec, retire_valid_o |-> state_q inside {ST_ISSUE, ST_EXEC})
   `ASSERT(RetireCountsOne, retire_valid_o |=> index_q == $past(index_q) + 32'd1)

@@ -1,5 +1,5 @@
 // DMA engine: the core's only AXI4 manager. Executes DMA_LD, DMA_ST and GATHER, and
-// fetches instructions for the control unit.
+// fetches blocks of up to FetchInsns instructions for the control unit's fetch buffer.
 //
 // A transfer is a walk over the pieces of a 2-D DRAM region: one burst per run of
 // contiguous bytes of a row (column stride 1; at most MaxBurstBeats beats, never across
@@ -24,12 +24,14 @@ module loom_dma
   input  logic [InsnBits-1:0] insn_i,
   output logic                done_o,
   output fault_e              fault_o,
-  // Instruction fetch
-  input  logic                fetch_i,
-  input  logic [31:0]         fetch_addr_i,
-  output logic                fetch_done_o,
-  output logic                fetch_err_o,
-  output logic [InsnBits-1:0] fetch_insn_o,
+  // Instruction fetch: fetch_words_i instructions from fetch_addr_i into the block
+  // (held until the next fetch), a bus error flag per instruction
+  input  logic                                fetch_i,
+  input  logic [31:0]                         fetch_addr_i,
+  input  logic [FetchWordBits-1:0]            fetch_words_i,
+  output logic                                fetch_done_o,
+  output logic [FetchInsns-1:0]               fetch_err_o,
+  output logic [FetchInsns-1:0][InsnBits-1:0] fetch_block_o,
   // DRAM
   output axi_req_t            axi_req_o,
   input  axi_rsp_t            axi_rsp_i,
@@ -48,6 +50,7 @@ module loom_dma
   localparam int unsigned CntBits = $clog2(StreamBytes + 1);
   localparam int unsigned DescDepth = 8;
   localparam int unsigned InsnBytes = InsnBits / 8;
+  localparam int unsigned FetchBytes = FetchInsns * InsnBytes;
   localparam int unsigned OffBits = $clog2(BusBytes);
 
   typedef enum logic [2:0] {
@@ -95,6 +98,7 @@ module loom_dma
   dma_ld_insn_t ld_d, ld_q;  // DMA_LD / DMA_ST fields (same layout)
   gather_insn_t ga_d, ga_q;
   logic [31:0] fetch_addr_d, fetch_addr_q;
+  logic [FetchWordBits-1:0] fetch_words_d, fetch_words_q;
   fault_e fault_d, fault_q;
 
   iss_e iss_d, iss_q;
@@ -117,8 +121,9 @@ module loom_dma
   logic st_rd_pend_d, st_rd_pend_q;  // store: a line read is in flight
   logic [15:0] st_rd_cols_d, st_rd_cols_q;  // ... holding this many columns
 
-  logic [InsnBits-1:0] fbuf_d, fbuf_q;
-  logic [6:0] fcnt_d, fcnt_q;
+  logic [FetchBytes-1:0][7:0] fblk_d, fblk_q;  // the fetched block, byte by byte
+  logic [FetchInsns-1:0] ferr_d, ferr_q;  // a bus error in that instruction's bytes
+  logic [$clog2(FetchBytes+1)-1:0] fcnt_d, fcnt_q;  // bytes of the block received
 
   logic [15:0] b_pend_d, b_pend_q;  // write bursts awaiting their B response
 
@@ -152,7 +157,7 @@ module loom_dma
       row_base = 32'(64'(ld_q.dram) + 64'(iss_row_q) * (64'(ld_q.dram_rs) + 64'd1) * 64'(esize));
     end
 `endif
-    if (mode_q == MODE_FETCH) row_bytes = 32'(InsnBytes);
+    if (mode_q == MODE_FETCH) row_bytes = 32'(fetch_words_q) * 32'(InsnBytes);
   end
 
   // The piece the issuer sends next.
@@ -213,6 +218,7 @@ module loom_dma
     ld_d = ld_q;
     ga_d = ga_q;
     fetch_addr_d = fetch_addr_q;
+    fetch_words_d = fetch_words_q;
     fault_d = fault_q;
     iss_d = iss_q;
     iss_row_d = iss_row_q;
@@ -228,7 +234,8 @@ module loom_dma
     lfill_d = lfill_q;
     st_rd_pend_d = st_rd_pend_q;
     st_rd_cols_d = st_rd_cols_q;
-    fbuf_d = fbuf_q;
+    fblk_d = fblk_q;
+    ferr_d = ferr_q;
     fcnt_d = fcnt_q;
     b_pend_d = b_pend_q;
     axi = '0;
@@ -254,6 +261,8 @@ module loom_dma
       if (fetch_i) begin
         mode_d = MODE_FETCH;
         fetch_addr_d = fetch_addr_i;
+        fetch_words_d = fetch_words_i;
+        ferr_d = '0;
         iss_d = ISS_ROW;
       end else if (start_i) begin
         ld_d = dma_ld_insn_t'(insn_i);
@@ -331,7 +340,11 @@ module loom_dma
                     (head.kind != KIND_DATA || room >= CntBits'(BusBytes));
       r_fire = axi.r_ready && axi_rsp_i.r_valid;
       if (r_fire) begin
-        if (axi_rsp_i.r_resp != RespOkay && fault_d == FAULT_NONE) fault_d = FAULT_BUS_ERROR;
+        // A fetch's bus error marks the instructions of the beat (the control unit
+        // faults only if it reaches one); the fetch's other bursts still issue.
+        if (axi_rsp_i.r_resp != RespOkay && fault_d == FAULT_NONE && head.kind != KIND_FETCH) begin
+          fault_d = FAULT_BUS_ERROR;
+        end
         unique case (head.kind)
           KIND_DATA: begin
             push_bytes = CntBits'(take);
@@ -347,8 +360,18 @@ module loom_dma
             end
           end
           default: begin  // KIND_FETCH
-            fbuf_d = fbuf_q | (InsnBits'(axi_rsp_i.r_data >> (32'(off) * 8)) << (32'(fcnt_q) * 8));
-            fcnt_d = fcnt_q + 7'(take);
+            for (int b = 0; b < BusBytes; b++) begin
+              if (b >= int'(off) && b < int'(off) + int'(take)) begin
+                fblk_d[int'(fcnt_q) + b - int'(off)] = axi_rsp_i.r_data[b*8 +: 8];
+              end
+            end
+            for (int w = 0; w < FetchInsns; w++) begin
+              if (axi_rsp_i.r_resp != RespOkay && w * InsnBytes < int'(fcnt_q) + int'(take) &&
+                  (w + 1) * InsnBytes > int'(fcnt_q)) begin
+                ferr_d[w] = 1'b1;
+              end
+            end
+            fcnt_d = fcnt_q + ($clog2(FetchBytes+1))'(take);
           end
         endcase
         rd_left_d = left - 13'(take);
@@ -528,8 +551,10 @@ module loom_dma
   assign axi_req_o = axi;
   assign mem_req_o = mem;
   assign fault_o = fault_d;  // final in the done cycle (a fault found by the last beat)
-  assign fetch_err_o = fault_d == FAULT_BUS_ERROR;
-  assign fetch_insn_o = fbuf_d;  // the last beat completes the word in the done cycle
+  // The block and its error flags are registers: the control unit reads them from the
+  // cycle after fetch_done_o until it requests the next block.
+  assign fetch_err_o = ferr_q;
+  assign fetch_block_o = fblk_q;
 
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
@@ -537,6 +562,7 @@ module loom_dma
       ld_q <= '0;
       ga_q <= '0;
       fetch_addr_q <= '0;
+      fetch_words_q <= '0;
       fault_q <= FAULT_NONE;
       iss_q <= ISS_DONE;
       iss_row_q <= '0;
@@ -554,7 +580,8 @@ module loom_dma
       lfill_q <= '0;
       st_rd_pend_q <= 1'b0;
       st_rd_cols_q <= '0;
-      fbuf_q <= '0;
+      fblk_q <= '0;
+      ferr_q <= '0;
       fcnt_q <= '0;
       b_pend_q <= '0;
     end else begin
@@ -562,6 +589,7 @@ module loom_dma
       ld_q <= ld_d;
       ga_q <= ga_d;
       fetch_addr_q <= fetch_addr_d;
+      fetch_words_q <= fetch_words_d;
       fault_q <= fault_d;
       iss_q <= iss_d;
       iss_row_q <= iss_row_d;
@@ -579,7 +607,8 @@ module loom_dma
       lfill_q <= lfill_d;
       st_rd_pend_q <= st_rd_pend_d;
       st_rd_cols_q <= st_rd_cols_d;
-      fbuf_q <= (mode_q == MODE_IDLE && fetch_i) ? '0 : fbuf_d;
+      fblk_q <= fblk_d;
+      ferr_q <= ferr_d;
       fcnt_q <= fcnt_d;
       b_pend_q <= b_pend_d;
     end
@@ -598,6 +627,8 @@ module loom_dma
   `ASSERT(ModeValid, mode_q inside {MODE_IDLE, MODE_FETCH, MODE_LOAD, MODE_GATHER, MODE_STORE})
   `ASSERT(StartOnlyWhenIdle, start_i || fetch_i |-> mode_q == MODE_IDLE)
   `ASSERT(FetchDoneInFetch, fetch_done_o |-> mode_q == MODE_FETCH)
+  `ASSERT(FetchWordsInRange, fetch_i |-> fetch_words_i != '0 && 32'(fetch_words_i) <= FetchInsns)
+  `ASSERT(FetchBlockFilled, fetch_done_o |-> 32'(fcnt_d) == 32'(fetch_words_q) * InsnBytes)
   `ASSERT(DoneOnlyForData, done_o |-> mode_q inside {MODE_LOAD, MODE_GATHER, MODE_STORE})
   `ASSERT(DrainedWhenIdle, mode_q == MODE_IDLE |-> desc_cnt_q == '0 && b_pend_q == '0)
   `ASSERT(DescriptorsBounded, 32'(desc_cnt_q) <= DescDepth)

@@ -11,6 +11,8 @@ package loom_pkg;
   localparam longint unsigned DramBytes = 64'd1073741824;
   localparam int unsigned DramLatencyCycles = 100;
   localparam int unsigned DramBytesPerCycle = 32;
+  localparam int unsigned FetchInsns = 8;
+  localparam int unsigned FetchWordBits = 4;
   localparam int unsigned SpadLines = 16384;
   localparam int unsigned AccLines = 4096;
 
