@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from compiler.ir import Buffer, BufferKind, StreamItem
-from contract.hw import HwConfig
+from contract.hw import CONFIG_DIR, HwConfig, load_hw
 
 ALIGN = 64
 
@@ -93,9 +93,12 @@ def plan_memory(
     act_end = max([b.addr + b.nbytes for b in act], default=act_start)
     total = align(act_end)
     if total > hw.dram_bytes:
+        bigger = [p.stem for p in sorted(CONFIG_DIR.glob("*.yaml"))
+                  if load_hw(p).dram_bytes >= total]  # fmt: skip
         raise MemoryError(
             f"program needs {total / 2**20:.1f} MiB of DRAM; the"
             f" {hw.name} core has {hw.dram_mib} MiB"
+            + (f" (HW={bigger[0]} has enough)" if bigger else "")
         )
     return MemoryPlan(
         code_bytes,

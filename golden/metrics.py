@@ -96,20 +96,22 @@ class Tolerance:
 # Follow-actual, against golden.reference (the layer from the device's own inputs under
 # the device's numerics). What is left is the order of fp32 sums and the special
 # functions' last bits, so the worst measured relative L2 error per kind is ~1e-7 (5.9e-7
-# for linear layers) and no element of any checkpoint is far. Bound: FOLLOW_MULTIPLE x the
-# worst, and at least FOLLOW_FLOOR (fp32 rounding noise); far elements: at most one in
-# 5,000. The error classes of golden/errors.py make >= 1.2e-5 and >= 0.07% far.
+# for linear layers, 1.0e-6 for TinyLlama's MLPs), except where those last bits flip the
+# bf16 rounding of an intermediate product: ViT-B/16's attention (197 keys) measured
+# 4.4e-5 with 0.008% of its elements far. Bound: FOLLOW_MULTIPLE x the worst, and at
+# least FOLLOW_FLOOR (fp32 rounding noise); far elements: at most one in 5,000 (2.5x the
+# worst). The error classes of golden/errors.py make >= 9.5e-6 and >= 0.07% far.
 FOLLOW_MULTIPLE = 10
 FOLLOW_FLOOR = 1e-6
 FOLLOW_MAX_FAR = 2e-4
 MEASURED_FOLLOW_REL_L2 = {
-    "activation": 4.3e-8,
-    "attention": 7.7e-8,
-    "block": 7.7e-8,
+    "activation": 4.7e-8,
+    "attention": 4.4e-5,
+    "block": 1.0e-7,
     "embedding": 0.0,
     "linear": 5.9e-7,
-    "mlp": 0.0,
-    "module": 9.1e-8,
+    "mlp": 1.0e-6,
+    "module": 2.8e-7,
     "norm": 9.9e-8,
 }
 TOLERANCES: dict[str, Tolerance] = {
@@ -120,9 +122,10 @@ TOLERANCES: dict[str, Tolerance] = {
 # End to end, against PyTorch fp32 from the model inputs: every earlier layer's bf16
 # rounding arrives too, so one budget for all kinds (some kinds sit early in a model,
 # none is safe from a matrix product upstream in an unseen one): E2E_MULTIPLE x the worst
-# measured (GPT-2 small's lm_head, 8 tokens: rel L2 7.7e-3, max|err|/max|ref| 9.0e-3).
+# measured (TinyLlama-1.1B's last MLP, after 22 blocks: rel L2 2.3e-2, max|err|/max|ref|
+# 2.5e-2; GPT-2 small's worst is 7.7e-3 and 9.0e-3).
 E2E_MULTIPLE = 3
-MEASURED_E2E = {"rel_l2": 7.7e-3, "norm_max_abs": 9.0e-3}
+MEASURED_E2E = {"rel_l2": 2.3e-2, "norm_max_abs": 2.5e-2}
 END_TO_END = Tolerance(
     max_rel_l2=E2E_MULTIPLE * MEASURED_E2E["rel_l2"],
     max_norm_abs=E2E_MULTIPLE * MEASURED_E2E["norm_max_abs"],

@@ -219,6 +219,9 @@ HF_FAMILIES = {
     "vit": ("ViTConfig", dict(), "ViTModel", False),
 }  # fmt: skip
 HF_VOCAB = 256  # the -tiny models' vocabulary (a real-size config names its own)
+# Models whose DRAM needs exceed the default core's 1 GiB: the hardware config used when
+# none is given (TinyLlama's 1.1 B parameters are 2.2 GiB of bf16 weights).
+MODEL_HW = {"llama": "server"}
 IMAGE_CONFIGS = {"ViTConfig"}
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract.hw import load_hw
-from sim.cli.models import MODELS
+from sim.cli.models import MODEL_HW, MODELS
 from sim.rtl.faults import FAULTS
 from sim.rtl.waves import parse_span
 from sim.runtime import backend_names
@@ -141,6 +141,8 @@ def parse(argv: list[str] | None = None) -> Options:
         )
     if a.weights and not Path(a.weights).exists():
         raise OptionError(f"WEIGHTS {a.weights!r} does not exist")
+    if a.hw is None:
+        a.hw = MODEL_HW.get(a.model)  # a model too big for the default core's DRAM
     try:
         load_hw(a.hw)
     except (FileNotFoundError, ValueError) as e:
