@@ -27,7 +27,7 @@ BATCH ?=
 # an RTL bug to see it found).
 N ?= 2000
 
-.PHONY: sim waves test test-full lint format gen bench bench-torch bench-tolerances fuzz coverage bench-verif mutate regress clean
+.PHONY: sim waves test test-full lint format gen bench bench-torch bench-tolerances fuzz coverage bench-verif mutate regress models clean
 
 # Reinstalled only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -137,5 +137,36 @@ regress: $(STAMP)
 		$(if $(call given,MUTANTS),--mutants $(MUTANTS)) $(if $(HW),--hw $(HW)) \
 		$(if $(FAULT),--fault $(FAULT)) $(if $(TIMEOUT),--timeout $(TIMEOUT))
 
+# The model coverage table docs/models.md (sim/cli/coverage.py): every registered model
+# through the compiler and the ISA model, the RTL= ones also through the RTL; per model
+# the ATen ops and where each runs, CPU ops, device segments, transfers, times, RTL
+# cycles and accuracy against eager PyTorch. MODELS= a subset, space or comma separated,
+# registered names or package.module:function (the file keeps the other rows); RTL=
+# (default: the small ones, *-tiny, mlp, llama-odd; RTL= for none); LAYERS=n or
+# LAYERS='name=n ...' cuts transformer blocks; TOKENS, SEED, HW as for make sim.
+RTL ?=
+models: $(STAMP)
+	$(PY) -m sim.cli.coverage --tokens $(TOKENS) --seed $(SEED) \
+		$(if $(MODELS),--models '$(MODELS)') $(if $(call given,RTL),--rtl '$(RTL)') \
+		$(if $(LAYERS),--layers '$(LAYERS)') $(if $(HW),--hw $(HW))
+
 clean:
 	rm -rf build
+
+# The analytic performance model (perf/, docs/perf.md): predicted cycles per layer and per
+# layer kind, against the RTL with RTL=1 (RTL=0 never; unset: when the run is cheap), into
+# build/perf/<model>/ (figures.json, roofline.png, utilization.png, report.md).
+.PHONY: perf explore
+perf: $(STAMP)
+	$(PY) -m perf predict $(MODEL) --tokens $(TOKENS) --seed $(SEED) \
+		$(if $(LAYERS),--layers $(LAYERS)) $(if $(HW),--hw $(HW)) \
+		$(if $(filter 1,$(RTL)),--rtl) $(if $(filter 0,$(RTL)),--no-rtl)
+
+# Hardware sweeps with the model (prefill at 8 and 64 tokens unless TOKENS= is given):
+# SWEEP='array_dim=8,16,32 dram_bus_bits=128,256' varies each parameter alone around HW;
+# RTL=1 also runs gpt2-tiny through the RTL on a few points. build/explore/: CSV, JSON, plots.
+SWEEP ?=
+explore: $(STAMP)
+	$(PY) -m perf explore $(MODEL) $(if $(HW),--hw $(HW)) $(if $(SWEEP),--sweep '$(SWEEP)') \
+		$(if $(call given,TOKENS),--tokens $(TOKENS)) $(if $(LAYERS),--layers $(LAYERS)) \
+		$(if $(filter 1,$(RTL)),--rtl)
