@@ -155,7 +155,7 @@ clean:
 
 # The analytic performance model (perf/, docs/perf.md): predicted cycles per layer and per
 # layer kind, against the RTL with RTL=1 (RTL=0 never; unset: when the run is cheap), into
-# build/perf/<model>/ (figures.json, roofline.png, utilization.png, report.md).
+# build/perf/<model>/<hw name>/ (figures.json, roofline.png, utilization.png, report.md).
 .PHONY: perf explore
 perf: $(STAMP)
 	$(PY) -m perf predict $(MODEL) --tokens $(TOKENS) --seed $(SEED) \
