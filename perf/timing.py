@@ -48,8 +48,8 @@ class CoreTiming:
             # loom_tb_top.sv: DramBeatCycles = ceil(bus bytes / dram_bytes_per_cycle); a DRAM
             # faster than the bus still gives one beat per cycle.
             beat_cycles=-(-bus // hw.dram_bytes_per_cycle),
-            # loom_dma.sv: StreamBytes = max(4 * BusBytes, 128).
-            stream_bytes=max(4 * bus, 128),
+            # loom_dma.sv: StreamBytes = max(4 * BusBytes, one fp32 line + BusBytes).
+            stream_bytes=max(4 * bus, hw.line_elems * 4 + bus),
             fetch_block_insns=hw.fetch_block_insns,
         )
 

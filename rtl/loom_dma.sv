@@ -45,7 +45,11 @@ module loom_dma
 
   localparam int unsigned BusBytes = StrbBits;
   localparam int unsigned MaxBurstBeats = 16;
-  localparam int unsigned StreamBytes = 4 * BusBytes > 128 ? 4 * BusBytes : 128;
+  // A store holds what is left of a bus beat while it reads the next SRAM line, so the
+  // stream must take one fp32 line beside a partial beat (else an unaligned store of wide
+  // lines waits forever: 32 lanes are 128 bytes a line).
+  localparam int unsigned StreamMin = Lanes * 4 + BusBytes;
+  localparam int unsigned StreamBytes = 4 * BusBytes > StreamMin ? 4 * BusBytes : StreamMin;
   localparam int unsigned StreamBits = StreamBytes * 8;
   localparam int unsigned CntBits = $clog2(StreamBytes + 1);
   localparam int unsigned DescDepth = 8;
