@@ -183,6 +183,11 @@ def lower_index_select(ctx: LowerCtx, node, args, kwargs):
 MAX_AFFINE_NUMEL = 1 << 20
 
 
+def _grid(shape) -> tuple[torch.Tensor, ...]:
+    """Each coordinate of a tensor of this shape, as a tensor of that shape."""
+    return torch.meshgrid(*[torch.arange(n) for n in shape], indexing="ij") if shape else ()
+
+
 def affine_index(shape: tuple[int, ...], indices: list) -> tuple[list, list] | None:
     """x[indices] for x of this shape and constant indices (tensors or None), when every
     coordinate of x it reads is an affine function of the result's coordinates with
@@ -191,30 +196,31 @@ def affine_index(shape: tuple[int, ...], indices: list) -> tuple[list, list] | N
     sum_i A[i][j] * x.stride(i)), no copy: x[arange(B)[:, None], arange(S)] and the
     other broadcast index grids models build their masks with."""
     key = tuple(slice(None) if i is None else i for i in indices)  # None: the whole dim
-    try:
-        out_shape = torch.empty(shape)[key].shape if math.prod(shape) <= MAX_AFFINE_NUMEL else None
+    if not shape or math.prod(shape) > MAX_AFFINE_NUMEL:
+        return None
+    try:  # x's coordinate i at each result element, per dim i of x
+        coords = [c[key] for c in _grid(shape)]
     except IndexError:  # out of range: the gather path says so
         return None
-    if out_shape is None or math.prod(out_shape) > MAX_AFFINE_NUMEL:
+    out_shape = coords[0].shape
+    if coords[0].numel() == 0:  # nothing read: the gather path makes the empty result
         return None
+    grid = _grid(out_shape)
+    origin = (0,) * len(out_shape)
     A, b = [], []
-    grid = torch.meshgrid(*[torch.arange(n) for n in out_shape], indexing="ij") if out_shape else ()
-    for i, size in enumerate(shape):
-        coord = torch.arange(size).reshape([size if d == i else 1 for d in range(len(shape))])
-        got = coord.expand(shape)[key]  # x's coordinate i at each result element
-        base = got.reshape(-1)[0] if got.numel() else torch.tensor(0)
-        row = []
-        for j, n in enumerate(out_shape):
-            unit = [0] * len(out_shape)
-            unit[j] = 1 if n > 1 else 0
-            row.append(int(got[tuple(unit)] - base) if n > 1 else 0)
+    for got in coords:
+        base = int(got[origin])
+        row = [
+            int(got[origin[:j] + (1,) + origin[j + 1 :]]) - base if n > 1 else 0
+            for j, n in enumerate(out_shape)
+        ]
         if any(a < 0 for a in row):
             return None
         want = base + sum((a * g for a, g in zip(row, grid, strict=True)), torch.tensor(0))
-        if not torch.equal(got, torch.as_tensor(want).expand(out_shape)):
+        if not torch.equal(got, want.expand(out_shape)):
             return None
         A.append(row)
-        b.append(int(base))
+        b.append(base)
     return A, b
 
 
