@@ -46,6 +46,10 @@ CSRS: tuple[Csr, ...] = (
     Csr("DMA_WR_BYTES_HI", 0x54, "ro", "bytes the DMA wrote to DRAM [63:32]"),
     Csr("MACS_LO", 0x58, "ro", "multiply-accumulates the matrix unit performed [31:0]"),
     Csr("MACS_HI", 0x5C, "ro", "multiply-accumulates the matrix unit performed [63:32]"),
+    Csr("OVERLAP", 0x60, "ro", "cycles two or more of DMA, MXU and VPU executed instructions"),
+    Csr("STALL_DEP", 0x64, "ro", "cycles issue waited on an SRAM dependency (RAW, WAR, WAW)"),
+    Csr("STALL_UNIT", 0x68, "ro", "cycles issue waited for its unit or a memory port to free"),
+    Csr("STALL_DRAIN", 0x6C, "ro", "cycles issue waited for every unit to drain (FENCE, ...)"),
 )
 
 CSR_BY_NAME = {c.name: c for c in CSRS}

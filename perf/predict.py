@@ -30,6 +30,10 @@ class Figures:
     insns: int = 0
     fetch: int = 0  # FETCH_STALL
     issue: int = 0
+    stall_dep: int = 0  # STALL_DEP, STALL_UNIT, STALL_DRAIN
+    stall_unit: int = 0
+    stall_drain: int = 0
+    overlap: int = 0  # OVERLAP (a program's total only)
     busy: dict[str, int] = field(default_factory=lambda: dict.fromkeys(schedule.UNITS, 0))
     macs: int = 0
     dram_read_bytes: int = 0
@@ -40,6 +44,10 @@ class Figures:
         self.insns += other.insns
         self.fetch += other.fetch
         self.issue += other.issue
+        self.stall_dep += other.stall_dep
+        self.stall_unit += other.stall_unit
+        self.stall_drain += other.stall_drain
+        self.overlap += other.overlap
         for unit, c in other.busy.items():
             self.busy[unit] += c
         self.macs += other.macs
@@ -50,6 +58,9 @@ class Figures:
         self.insns += 1
         self.fetch += slot.fetch
         self.issue += slot.issue
+        self.stall_dep += slot.stall_dep
+        self.stall_unit += slot.stall_unit
+        self.stall_drain += slot.stall_drain
         if slot.unit in self.busy:
             self.busy[slot.unit] += slot.exec
         self.macs += cost.macs
@@ -74,6 +85,10 @@ class Figures:
             "insns": self.insns,
             "fetch_stall": self.fetch,
             "issue": self.issue,
+            "stall_dep": self.stall_dep,
+            "stall_unit": self.stall_unit,
+            "stall_drain": self.stall_drain,
+            "overlap": self.overlap,
             **{f"{u}_busy": c for u, c in self.busy.items()},
             "macs": self.macs,
             "dram_read_bytes": self.dram_read_bytes,
@@ -148,7 +163,7 @@ def _sram_used(program: Program) -> tuple[int, int]:
 
 
 def predict(
-    program: Program, mode: str = "sequential", timing: CoreTiming | None = None
+    program: Program, mode: str = "overlapped", timing: CoreTiming | None = None
 ) -> Prediction:
     """The program's cycles on its own core, or with `timing` on another whose DRAM and bus
     differ (the compiler's output depends only on the array, the SRAMs and the DRAM
@@ -178,19 +193,19 @@ def predict(
             except StoreDeadlock as e:
                 raise StoreDeadlock(f"instruction {ln.number} ({ln.text}): {e}") from None
         plan = schedule.fetch_plan([ln.pc for ln in lines], len(program.code), t)
-        fetch = [cycles for cycles, _ in plan]
         if mode == "sequential":
-            slots = schedule.sequential(costs, fetch, numbers)
+            slots = schedule.sequential(costs, plan, numbers)
         else:
-            slots = schedule.overlapped(costs, insns, numbers, program.hw)
+            pcs, end = [ln.pc for ln in lines], len(program.code)
+            slots = schedule.overlapped(costs, insns, numbers, pcs, end, t, program.hw)
         all_slots += slots
-        requests += sum(1 for _, words in plan if words)
-        request_bytes += sum(words for _, words in plan) * INSN_BYTES
+        requests += sum(s.fetch_requests for s in slots)
+        request_bytes += sum(s.fetch_words for s in slots) * INSN_BYTES
         span, mark = Figures(), 0
         for insn, slot, cost in zip(insns, slots, costs, strict=True):
             span.count(slot, cost)
             if insn.opcode == Opcode.CHECKPOINT:
-                at = slot.end - slot.issue  # CYCLES when the CHECKPOINT retires
+                at = slot.retire  # CYCLES when the CHECKPOINT retires
                 span.cycles = at - mark
                 mark = at
                 path, kind = kinds.get(insn.layer, (f"layer {insn.layer}", "module"))
@@ -201,6 +216,7 @@ def predict(
         span.cycles = end - mark
         unattributed.add(span)
         total.add(span)
+        total.overlap += schedule.overlap_cycles(slots)
     spad, acc = _sram_used(program)
     return Prediction(
         program.hw.name,

@@ -19,6 +19,10 @@ COUNTERS = {
     "dma_busy": "dma_busy",
     "mxu_busy": "mxu_busy",
     "vpu_busy": "vpu_busy",
+    "overlap": "overlap",
+    "stall_dep": "stall_dep",
+    "stall_unit": "stall_unit",
+    "stall_drain": "stall_drain",
     "macs": "macs",
     "dram_read_bytes": "dma_rd_bytes",
     "dram_write_bytes": "dma_wr_bytes",
@@ -113,16 +117,18 @@ def compare(pred: Prediction, meas: Measured) -> Comparison:
 
 
 def instruction_mismatches(pred: Prediction, meas: Measured) -> list[dict]:
-    """Instructions whose predicted cycles (fetch + issue + execution) differ from the
-    RTL's: the time between its retirement and the previous one's, within a segment
-    (the first instruction of a segment has no previous retirement to measure from)."""
+    """Instructions whose time between their retirement and the previous one's differs
+    from the RTL's (the first instruction of a run has no previous retirement to
+    measure from)."""
     by_number = {s.number: s for s in pred.slots}
-    out, prev = [], None
+    out, prev, prev_slot = [], None, None
     for pc, cycle in meas.retired:
         slot = by_number.get(pc // INSN_BYTES)
-        if prev is not None and slot is not None and slot.start != 0:
+        same_run = prev is not None and cycle >= prev  # CYCLES restarts with each segment
+        if same_run and slot is not None and prev_slot is not None:
             measured = cycle - prev
-            if measured != slot.cycles:
-                out.append({"number": slot.number, "predicted": slot.cycles, "measured": measured})
-        prev = cycle
+            predicted = slot.retire - prev_slot.retire
+            if measured != predicted:
+                out.append({"number": slot.number, "predicted": predicted, "measured": measured})
+        prev, prev_slot = cycle, slot
     return out

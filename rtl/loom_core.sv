@@ -35,7 +35,9 @@ module loom_core
   logic [FetchInsns-1:0][InsnBits-1:0] fetch_block;
   logic [InsnBits-1:0] insn;
   logic dma_start, mxu_start, vpu_start, dma_done, mxu_done, vpu_done;
-  unit_e active;
+  unit_e [NumPorts-1:0] port_owner;
+  logic [2:0] unit_busy;  // {VPU, MXU, DMA}
+  logic stall_dep, stall_unit, stall_drain;
   logic [31:0] mxu_macs;
   logic [15:0] dma_rd_bytes, dma_wr_bytes;
   mem_req_t dma_mem_req, mxu_mem_req, vpu_mem_req, mem_req;
@@ -43,6 +45,7 @@ module loom_core
   // Performance counters (the CSRs read them)
   logic [63:0] cycles_q, dma_rd_bytes_q, dma_wr_bytes_q, macs_q;
   logic [31:0] dma_busy_q, mxu_busy_q, vpu_busy_q, fetch_stall_q;
+  logic [31:0] overlap_q, stall_dep_q, stall_unit_q, stall_drain_q;
 
   loom_csr u_csr (
     .clk_i,
@@ -64,6 +67,10 @@ module loom_core
     .mxu_busy_i     (mxu_busy_q),
     .vpu_busy_i     (vpu_busy_q),
     .fetch_stall_i  (fetch_stall_q),
+    .overlap_i      (overlap_q),
+    .stall_dep_i    (stall_dep_q),
+    .stall_unit_i   (stall_unit_q),
+    .stall_drain_i  (stall_drain_q),
     .dma_rd_bytes_i (dma_rd_bytes_q),
     .dma_wr_bytes_i (dma_wr_bytes_q),
     .macs_i         (macs_q)
@@ -96,8 +103,12 @@ module loom_core
     .dma_fault_i    (dma_fault),
     .mxu_done_i     (mxu_done),
     .vpu_done_i     (vpu_done),
-    .active_o       (active),
+    .port_owner_o   (port_owner),
+    .unit_busy_o    (unit_busy),
     .fetching_o     (fetching),
+    .stall_dep_o    (stall_dep),
+    .stall_unit_o   (stall_unit),
+    .stall_drain_o  (stall_drain),
     .ckpt_valid_o,
     .ckpt_layer_o,
     .retire_valid_o,
@@ -147,15 +158,52 @@ module loom_core
     .mem_rsp_i (mem_rsp)
   );
 
-  // The executing unit owns the memory ports.
-  always_comb begin
-    unique case (active)
-      UNIT_DMA: mem_req = dma_mem_req;
-      UNIT_MXU: mem_req = mxu_mem_req;
-      UNIT_VPU: mem_req = vpu_mem_req;
-      default: mem_req = '0;
+  // Each memory port is driven by the unit whose instruction claimed it at issue
+  // (rtl/loom_ctrl.sv keeps the claims of the instructions in flight disjoint).
+  function automatic mem_req_t from_owner(unit_e owner, mem_req_t dma, mem_req_t mxu,
+                                         mem_req_t vpu);
+    mem_req_t r;
+    unique case (owner)
+      UNIT_DMA: r = dma;
+      UNIT_MXU: r = mxu;
+      UNIT_VPU: r = vpu;
+      default:  r = '0;
     endcase
+    return r;
+  endfunction
+
+  always_comb begin
+    mem_req_t r;
+    r = from_owner(port_owner[PortSpadRd0], dma_mem_req, mxu_mem_req, vpu_mem_req);
+    mem_req.spad.rd_en[0] = r.spad.rd_en[0];
+    mem_req.spad.rd_line[0] = r.spad.rd_line[0];
+    r = from_owner(port_owner[PortSpadRd1], dma_mem_req, mxu_mem_req, vpu_mem_req);
+    mem_req.spad.rd_en[1] = r.spad.rd_en[1];
+    mem_req.spad.rd_line[1] = r.spad.rd_line[1];
+    r = from_owner(port_owner[PortSpadWr], dma_mem_req, mxu_mem_req, vpu_mem_req);
+    mem_req.spad.wr_en = r.spad.wr_en;
+    mem_req.spad.wr_line = r.spad.wr_line;
+    mem_req.spad.wr_mask = r.spad.wr_mask;
+    mem_req.spad.wr_data = r.spad.wr_data;
+    r = from_owner(port_owner[PortAccRd0], dma_mem_req, mxu_mem_req, vpu_mem_req);
+    mem_req.acc.rd_en[0] = r.acc.rd_en[0];
+    mem_req.acc.rd_line[0] = r.acc.rd_line[0];
+    r = from_owner(port_owner[PortAccRd1], dma_mem_req, mxu_mem_req, vpu_mem_req);
+    mem_req.acc.rd_en[1] = r.acc.rd_en[1];
+    mem_req.acc.rd_line[1] = r.acc.rd_line[1];
+    r = from_owner(port_owner[PortAccWr], dma_mem_req, mxu_mem_req, vpu_mem_req);
+    mem_req.acc.wr_en = r.acc.wr_en;
+    mem_req.acc.wr_line = r.acc.wr_line;
+    mem_req.acc.wr_mask = r.acc.wr_mask;
+    mem_req.acc.wr_data = r.acc.wr_data;
   end
+
+  // The ports each unit owns this cycle.
+  function automatic ports_t owned_by(unit_e [NumPorts-1:0] owner, unit_e u);
+    ports_t p;
+    for (int i = 0; i < int'(NumPorts); i++) p[i] = owner[i] == u;
+    return p;
+  endfunction
 
   loom_sram #(
     .Lines   (SpadLines),
@@ -188,6 +236,10 @@ module loom_core
       mxu_busy_q <= '0;
       vpu_busy_q <= '0;
       fetch_stall_q <= '0;
+      overlap_q <= '0;
+      stall_dep_q <= '0;
+      stall_unit_q <= '0;
+      stall_drain_q <= '0;
     end else if (start) begin
       cycles_q <= '0;
       dma_rd_bytes_q <= '0;
@@ -197,12 +249,20 @@ module loom_core
       mxu_busy_q <= '0;
       vpu_busy_q <= '0;
       fetch_stall_q <= '0;
+      overlap_q <= '0;
+      stall_dep_q <= '0;
+      stall_unit_q <= '0;
+      stall_drain_q <= '0;
     end else begin
       if (busy) cycles_q <= cycles_q + 64'd1;
-      if (active == UNIT_DMA) dma_busy_q <= dma_busy_q + 32'd1;
-      if (active == UNIT_MXU) mxu_busy_q <= mxu_busy_q + 32'd1;
-      if (active == UNIT_VPU) vpu_busy_q <= vpu_busy_q + 32'd1;
+      if (unit_busy[0]) dma_busy_q <= dma_busy_q + 32'd1;
+      if (unit_busy[1]) mxu_busy_q <= mxu_busy_q + 32'd1;
+      if (unit_busy[2]) vpu_busy_q <= vpu_busy_q + 32'd1;
+      if ($countones(unit_busy) >= 2) overlap_q <= overlap_q + 32'd1;
       if (fetching) fetch_stall_q <= fetch_stall_q + 32'd1;
+      if (stall_dep) stall_dep_q <= stall_dep_q + 32'd1;
+      if (stall_unit) stall_unit_q <= stall_unit_q + 32'd1;
+      if (stall_drain) stall_drain_q <= stall_drain_q + 32'd1;
       dma_rd_bytes_q <= dma_rd_bytes_q + 64'(dma_rd_bytes);
       dma_wr_bytes_q <= dma_wr_bytes_q + 64'(dma_wr_bytes);
       macs_q <= macs_q + 64'(mxu_macs);
@@ -213,12 +273,13 @@ module loom_core
   assign irq_o = !busy && (done || fault != FAULT_NONE);
 
   // ------------------------------------------------------------------ assertions
-  // Exactly one owner of each SRAM port: a unit that is not executing drives nothing.
-  `ASSERT(DmaPortsOnlyWhenActive, active != UNIT_DMA |-> dma_mem_req == '0)
-  `ASSERT(MxuPortsOnlyWhenActive, active != UNIT_MXU |-> mxu_mem_req == '0)
-  `ASSERT(VpuPortsOnlyWhenActive, active != UNIT_VPU |-> vpu_mem_req == '0)
-  // Counters only grow within a run, and the busy and stall cycles (mutually exclusive
-  // states of the in-order core) add up to at most the run's cycles.
+  // Every memory port has one owner, and a unit drives only the ports it owns (the
+  // others it leaves idle, so nothing it does there is lost in the routing above).
+  `ASSERT(DmaDrivesOwnPorts, (ports_driven(dma_mem_req) & ~owned_by(port_owner, UNIT_DMA)) == '0)
+  `ASSERT(MxuDrivesOwnPorts, (ports_driven(mxu_mem_req) & ~owned_by(port_owner, UNIT_MXU)) == '0)
+  `ASSERT(VpuDrivesOwnPorts, (ports_driven(vpu_mem_req) & ~owned_by(port_owner, UNIT_VPU)) == '0)
+  // Counters only grow within a run; each unit's busy cycles, the cycles two or more
+  // are busy, and the control unit's stall cycles (exclusive states) each fit the run.
   `ASSERT(CountersMonotonic, !start |=> cycles_q >= $past(cycles_q) &&
                                        macs_q >= $past(macs_q) &&
                                        dma_rd_bytes_q >= $past(dma_rd_bytes_q) &&
@@ -226,11 +287,17 @@ module loom_core
                                        dma_busy_q >= $past(dma_busy_q) &&
                                        mxu_busy_q >= $past(mxu_busy_q) &&
                                        vpu_busy_q >= $past(vpu_busy_q) &&
-                                       fetch_stall_q >= $past(fetch_stall_q))
-  `ASSERT(BusyWithinCycles, 64'(dma_busy_q) + 64'(mxu_busy_q) + 64'(vpu_busy_q) +
-                            64'(fetch_stall_q) <= cycles_q)
-  `ASSERT(MacsOnlyFromMxu, mxu_macs != '0 |-> active == UNIT_MXU)
-  `ASSERT(BytesOnlyFromDma, dma_rd_bytes != '0 || dma_wr_bytes != '0 |-> active == UNIT_DMA)
+                                       fetch_stall_q >= $past(fetch_stall_q) &&
+                                       overlap_q >= $past(overlap_q))
+  `ASSERT(BusyWithinCycles, 64'(dma_busy_q) <= cycles_q && 64'(mxu_busy_q) <= cycles_q &&
+                            64'(vpu_busy_q) <= cycles_q && 64'(overlap_q) <= cycles_q)
+  `ASSERT(BusyCoveredByOverlap, 64'(dma_busy_q) + 64'(mxu_busy_q) + 64'(vpu_busy_q) <=
+                                cycles_q + 2 * 64'(overlap_q))
+  `ASSERT(StallsWithinCycles, 64'(fetch_stall_q) + 64'(stall_dep_q) + 64'(stall_unit_q) +
+                              64'(stall_drain_q) <= cycles_q)
+  `ASSERT(OneStallCause, $onehot0({fetching, stall_dep, stall_unit, stall_drain}))
+  `ASSERT(MacsOnlyFromMxu, mxu_macs != '0 |-> unit_busy[1])
+  `ASSERT(BytesOnlyFromDma, dma_rd_bytes != '0 || dma_wr_bytes != '0 |-> unit_busy[0])
   `ASSERT_KNOWN(IrqKnown, irq_o)
   `ASSERT_KNOWN(DramReqKnown, dram_req_o)
   `ASSERT_KNOWN(HostRspKnown, host_rsp_o)

@@ -27,6 +27,10 @@ module loom_csr
   input  logic [31:0] mxu_busy_i,
   input  logic [31:0] vpu_busy_i,
   input  logic [31:0] fetch_stall_i,
+  input  logic [31:0] overlap_i,
+  input  logic [31:0] stall_dep_i,
+  input  logic [31:0] stall_unit_i,
+  input  logic [31:0] stall_drain_i,
   input  logic [63:0] dma_rd_bytes_i,
   input  logic [63:0] dma_wr_bytes_i,
   input  logic [63:0] macs_i
@@ -60,6 +64,10 @@ module loom_csr
       CsrMxuBusy: v = mxu_busy_i;
       CsrVpuBusy: v = vpu_busy_i;
       CsrFetchStall: v = fetch_stall_i;
+      CsrOverlap: v = overlap_i;
+      CsrStallDep: v = stall_dep_i;
+      CsrStallUnit: v = stall_unit_i;
+      CsrStallDrain: v = stall_drain_i;
       CsrDmaRdBytesLo: v = dma_rd_bytes_i[31:0];
       CsrDmaRdBytesHi: v = dma_rd_bytes_i[63:32];
       CsrDmaWrBytesLo: v = dma_wr_bytes_i[31:0];

@@ -35,4 +35,61 @@ package loom_mem_pkg;
     sram_rsp_t acc;
   } mem_rsp_t;
 
+  // ------------------------------------------------------------------ issue bookkeeping
+  // The memory ports an instruction's unit drives while it executes, claimed at issue:
+  // two units run at once only on disjoint ports (rtl/loom_ctrl.sv).
+  localparam int unsigned NumPorts = 6;
+  localparam int unsigned PortSpadRd0 = 0;
+  localparam int unsigned PortSpadRd1 = 1;
+  localparam int unsigned PortSpadWr = 2;
+  localparam int unsigned PortAccRd0 = 3;
+  localparam int unsigned PortAccRd1 = 4;
+  localparam int unsigned PortAccWr = 5;
+  typedef logic [NumPorts-1:0] ports_t;
+
+  // The element span [lo, hi) of one SRAM region (contract.regions.Sram.addr / end);
+  // an empty region is not valid and overlaps nothing.
+  typedef struct packed {
+    logic        valid;
+    logic        acc;  // ACC, else SPAD
+    logic [31:0] lo;
+    logic [31:0] hi;
+  } span_t;
+
+  // What an issued instruction reads and writes on chip, and the ports it drives.
+  typedef struct packed {
+    span_t [2:0] rd;
+    span_t       wr;
+    ports_t      ports;
+  } footprint_t;
+
+  function automatic logic spans_overlap(span_t a, span_t b);
+    return a.valid && b.valid && a.acc == b.acc && a.lo < b.hi && b.lo < a.hi;
+  endfunction
+
+  // Whether `later` must wait for `earlier`: read-after-write, write-after-read or
+  // write-after-write on an SRAM element (DRAM order holds by itself: one DMA engine
+  // executes its instructions in program order).
+  function automatic logic depends_on(footprint_t earlier, footprint_t later);
+    logic d;
+    d = spans_overlap(earlier.wr, later.wr);
+    for (int i = 0; i < 3; i++) begin
+      d = d || spans_overlap(earlier.wr, later.rd[i]) || spans_overlap(later.wr, earlier.rd[i]);
+    end
+    return d;
+  endfunction
+
+  // The ports a unit's request enables this cycle.
+  function automatic ports_t ports_driven(mem_req_t r);
+    ports_t p;
+    p = '0;
+    p[PortSpadRd0] = r.spad.rd_en[0];
+    p[PortSpadRd1] = r.spad.rd_en[1];
+    p[PortSpadWr] = r.spad.wr_en;
+    p[PortAccRd0] = r.acc.rd_en[0];
+    p[PortAccRd1] = r.acc.rd_en[1];
+    p[PortAccWr] = r.acc.wr_en;
+    return p;
+  endfunction
+
 endpackage

@@ -142,12 +142,12 @@ module loom_mxu
         if (mm_q.acc != acc_flip) begin
           // C rows: read row step, receive row step-1.
           if (step_q < 32'(mrows)) begin
-            mem.acc.rd_en[0] = 1'b1;
-            mem.acc.rd_line[0] = line_addr_t'((32'(mm_q.dst) + (32'(mt_q) + step_q) *
+            mem.acc.rd_en[1] = 1'b1;
+            mem.acc.rd_line[1] = line_addr_t'((32'(mm_q.dst) + (32'(mt_q) + step_q) *
                                                32'(mm_q.dst_stride)) >> LogD) +
                                  (line_addr_t'(nt_q) >> LogD);
           end
-          if (step_q >= 32'd1) acc_d[step_q-1] = mem_rsp_i.acc.rd_data[0];
+          if (step_q >= 32'd1) acc_d[step_q-1] = mem_rsp_i.acc.rd_data[1];
           if (step_q == 32'(mrows)) begin
             phase_d = PH_STREAM;
             step_d = '0;

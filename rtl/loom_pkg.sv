@@ -133,6 +133,10 @@ package loom_pkg;
   localparam logic [7:0] CsrDmaWrBytesHi = 8'h54;
   localparam logic [7:0] CsrMacsLo = 8'h58;
   localparam logic [7:0] CsrMacsHi = 8'h5c;
+  localparam logic [7:0] CsrOverlap = 8'h60;
+  localparam logic [7:0] CsrStallDep = 8'h64;
+  localparam logic [7:0] CsrStallUnit = 8'h68;
+  localparam logic [7:0] CsrStallDrain = 8'h6c;
   localparam logic [31:0] CsrIdValue = 32'h4c4f4f4d;
   localparam logic [31:0] CsrUnmappedValue = 32'hdeadbeef;
 

@@ -30,7 +30,16 @@ from testbench.transactions import (
     SegmentItem,
 )
 
-COUNTERS = ("DMA_BUSY", "MXU_BUSY", "VPU_BUSY", "FETCH_STALL")
+COUNTERS = (
+    "DMA_BUSY",
+    "MXU_BUSY",
+    "VPU_BUSY",
+    "FETCH_STALL",
+    "OVERLAP",
+    "STALL_DEP",
+    "STALL_UNIT",
+    "STALL_DRAIN",
+)
 COUNTERS64 = ("DMA_RD_BYTES", "DMA_WR_BYTES", "MACS")
 
 

@@ -56,7 +56,7 @@ def test_trace_enum_tables_are_the_contracts_enums(tmp_path):
     variables = {v.full_name: v for v in pywellen.Waveform(str(fst)).all_vars()}
     for stem, enum, prefix in (
         ("u_ctrl.opcode", Opcode, "OPCODE_"),
-        ("u_ctrl.active_q", Unit, "UNIT_"),
+        ("u_ctrl.issue_unit_q", Unit, "UNIT_"),
     ):
         name = next(n for n in view.signals() if n.endswith(stem))
         type_name, table = variables[name].enum_type
@@ -105,7 +105,7 @@ def test_gtkwave_shows_groups_translated_pc_enums_and_marker(tmp_path):
     word = program.code[(d.insn_number - 1) * INSN_BYTES : d.insn_number * INSN_BYTES]
     assert by_name["opcode[7:0]"].value == f"OPCODE_{decode(word).opcode.name}"
     assert by_name["state_q[2:0]"].value.startswith("ST_")
-    assert by_name["active_q[1:0]"].value.startswith("UNIT_")
+    assert by_name["issue_unit_q[1:0]"].value.startswith("UNIT_")
 
     # Pixels. The marker is the pinned marker colour's one tall column, and it moves by
     # the expected number of pixels when the marker moves.

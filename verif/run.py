@@ -24,7 +24,8 @@ from verif.generate import scrub_program
 
 # The run's counters, as the RTL backend's stats name them (CSRs in lower case).
 COUNTED = ("cycles", "retired", "macs", "dma_rd_bytes", "dma_wr_bytes", "dma_busy",
-           "mxu_busy", "vpu_busy", "fetch_stall")  # fmt: skip
+           "mxu_busy", "vpu_busy", "fetch_stall", "overlap", "stall_dep", "stall_unit",
+           "stall_drain")  # fmt: skip
 
 
 @dataclass
@@ -89,8 +90,9 @@ def expected_outcome(hw: HwConfig, case: Case) -> Expected:
 
 def counter_problems(hw: HwConfig, want: Expected, got: dict) -> list[str]:
     """Every performance counter against the ISA model's count or an invariant of the
-    in-order core (one instruction in a unit at a time, so the busy and stall cycles
-    add up to at most the run's cycles)."""
+    core (one instruction per unit at a time, three units: their busy cycles add up to
+    at most CYCLES + 2 x OVERLAP; the control unit's fetch and issue stalls are
+    exclusive states, so they add up to at most CYCLES)."""
     bad = []
 
     def expect(ok: bool, what: str) -> None:
@@ -109,9 +111,24 @@ def counter_problems(hw: HwConfig, want: Expected, got: dict) -> list[str]:
     expect(wr == want.wr_bytes, f"DMA_WR_BYTES {wr} != {want.wr_bytes}")
     busy = {u: got[f"{u}_busy"] for u in ("dma", "mxu", "vpu")}
     stall = got["fetch_stall"]
+    overlap = got["overlap"]
     expect(
-        sum(busy.values()) + stall <= cyc,
-        f"DMA/MXU/VPU busy {busy} + FETCH_STALL {stall} exceed CYCLES {cyc}",
+        max(*busy.values(), overlap) <= cyc,
+        f"DMA/MXU/VPU busy {busy} or OVERLAP {overlap} exceed CYCLES {cyc}",
+    )
+    # Three units: a cycle with n >= 2 of them busy adds n <= 1 + 2 to their sum.
+    expect(
+        sum(busy.values()) <= cyc + 2 * overlap,
+        f"DMA/MXU/VPU busy {busy} exceed CYCLES {cyc} + 2 x OVERLAP {overlap}",
+    )
+    expect(
+        busy["dma"] + busy["mxu"] + busy["vpu"] >= overlap * 2 or not overlap,
+        f"OVERLAP {overlap} with busy {busy}: two units busy in each such cycle",
+    )
+    stalls = {c: got[f"stall_{c}"] for c in ("dep", "unit", "drain")}
+    expect(
+        stall + sum(stalls.values()) <= cyc,
+        f"FETCH_STALL {stall} + issue stalls {stalls} exceed CYCLES {cyc}",
     )
     bus = hw.dram_bus_bits // 8
     expect(

@@ -175,6 +175,11 @@ def run_summary(opts: Options, program, result, outputs: list[dict], t_compile, 
             isa_mismatches=len(st.get("isa_mismatches", [])),
             unit_busy_cycles={u: st.get(f"{u}_busy") for u in ("dma", "mxu", "vpu")},
             fetch_stall_cycles=st.get("fetch_stall"),
+            overlap_cycles=st.get("overlap"),
+            issue_stall_cycles={
+                cause: st.get(f"stall_{cause}") for cause in ("dep", "unit", "drain")
+            },
+            dma_bytes={"read": st.get("dma_rd_bytes"), "written": st.get("dma_wr_bytes")},
         )
     return summary
 

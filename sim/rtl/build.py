@@ -37,6 +37,7 @@ CORE_SOURCES = [
     "loom_mem_pkg.sv",
     "loom_sram.sv",
     "loom_insn_check.sv",
+    "loom_footprint.sv",
     "loom_csr.sv",
     "loom_ctrl.sv",
     "loom_dma.sv",

@@ -14,6 +14,10 @@ FAULTS: dict[str, tuple[str, str]] = {
     "dma_stride": ("DMA", "loads and stores step DRAM rows by one element too many"),
     "mxu_acc_flip": ("matrix unit", "MATMUL's accumulate enable is inverted"),
     "ctrl_pc_skip": ("control", "the pc skips the instruction after every MOVE"),
+    "ctrl_no_hazard": (
+        "control",
+        "issue ignores SRAM dependencies (RAW, WAR, WAW) on the instructions in flight",
+    ),
     "dma_burst_4k": ("DMA", "row bursts are not split at 4 KiB boundaries"),
     "vpu_mask_spill": (
         "vector unit",
