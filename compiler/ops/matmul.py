@@ -18,7 +18,7 @@ import torch
 from compiler.context import LowerCtx, tensor_meta
 from compiler.ir import TensorRef, contiguous_strides
 from compiler.registry import Unsupported, lowering
-from compiler.tiles import DramTile
+from compiler.tiles import DramTile, SramTile
 
 aten = torch.ops.aten
 
@@ -83,9 +83,28 @@ def _flatten_rows(ref: TensorRef) -> TensorRef | None:
     )
 
 
+@dataclass
+class _Step:
+    """One MATMUL of the tile loop and the DMA around it: the loads it needs first,
+    and the store of its C tile when it is the last k chunk of that tile."""
+
+    loads: list[tuple[DramTile, SramTile]]
+    matmul: dict
+    store: tuple[SramTile, DramTile] | None
+
+
 def matmul_core(
     ctx: LowerCtx, out_shape: tuple[int, ...], a: TensorRef, b: TensorRef, bias: TensorRef | None
 ) -> TensorRef:
+    """C = A @ B (+ bias) as a software pipeline over double-buffered tiles.
+
+    Each step is a MATMUL over one C tile and one K chunk. The loads of step t+1 (into
+    the buffers step t does not read) come before the store of step t, so in program
+    order the DMA engine fetches the next tiles while the matrix unit works on these,
+    and stores a C tile while the next one accumulates (the core overlaps instructions
+    whose SRAM regions do not conflict, docs/rtl.md). A buffer is double only where
+    the loop loads it more than once.
+    """
     batch = tuple(out_shape[:-2])
     M, N = out_shape[-2:]
     K = a.shape[-1]
@@ -99,51 +118,117 @@ def matmul_core(
     trans_b = B.rs == 1 and B.cs != 1
     line = ctx.hw.line_elems
     pad = ctx.spad.pad
+    n_batch = math.prod(batch)
 
-    tk = min(K, ctx.limits.matmul_depth)
     tm = min(M, ctx.limits.matmul_rows)
-    # Largest tn (a multiple of the line) for which SPAD and ACC hold the tiles.
-    spad_left = ctx.spad.capacity - tm * pad(tk)
-    tn_spad = spad_left // pad(tk) if trans_b else spad_left // tk
-    tn_acc = ctx.acc.capacity // (tm + 1)
-    tn = min(N, (min(tn_spad, tn_acc) // line) * line)
+    n_m = n_batch * math.ceil(M / tm)
+    tk = min(K, ctx.limits.matmul_depth)
+    # A is loaded once per row tile when K fits one chunk, else once per chunk.
+    a_loads = n_m * math.ceil(K / tk)
+    if a_loads > 1:
+        # Two A buffers in at most half of SPAD (shorter chunks where they would not fit).
+        tk = min(tk, max(line, (ctx.spad.capacity // 4 // tm) // line * line))
+        a_loads = n_m * math.ceil(K / tk)
+    n_k = math.ceil(K / tk)
+    a_bufs = 2 if a_loads > 1 else 1
+    # The bias as one ACC row for the whole of N where it takes at most a quarter of
+    # ACC (one load, no per-tile loads beside the matrix unit's writes); per tile else.
+    whole_bias = bias is not None and pad(N) <= ctx.acc.capacity // 4
+
+    def fits(tn: int, bufs: int) -> bool:
+        """Whether A, `bufs` B and C tiles of width tn, and the bias, fit on chip."""
+        b_tile = tn * pad(tk) if trans_b else tk * pad(tn)
+        spad = a_bufs * tm * pad(tk) + bufs * b_tile
+        per_tile_bias = 0 if bias is None else bufs * pad(tn)
+        bias_elems = pad(N) if whole_bias else per_tile_bias
+        acc = bufs * tm * pad(tn) + bias_elems
+        return spad <= ctx.spad.capacity and acc <= ctx.acc.capacity
+
+    def widest(bufs: int) -> int:
+        """The largest tn (N, or a multiple of the line) whose buffers fit."""
+        tn = min(N, pad(N))
+        if fits(tn, bufs):
+            return tn
+        lo, hi = 0, pad(N) // line  # in lines: fits(lo * line) or lo == 0
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid * line, bufs) else (lo, mid)
+        return lo * line
+
+    tn = widest(1)
     if tn <= 0:
         raise Unsupported(f"matmul tiles do not fit on chip (M={M}, K={K})")
-    n_k = math.ceil(K / tk)
+    if n_m * math.ceil(N / tn) * n_k > 1:
+        tn2 = widest(2)
+        bufs = 2 if tn2 > 0 else 1
+        tn = tn2 if tn2 > 0 else tn
+    else:
+        bufs = 1
 
+    a_sram = [ctx.spad.alloc(tm, tk) for _ in range(a_bufs)]  # A [tm, tk]
+    b_sram = [ctx.spad.alloc(*((tn, tk) if trans_b else (tk, tn))) for _ in range(bufs)]
+    c_sram = [ctx.acc.alloc(tm, tn) for _ in range(bufs)]  # C [tm, tn], fp32
+    if whole_bias:
+        bias_all = ctx.acc.alloc(1, N).one_row()  # bias [1, N]
+        bias_sram = None
+    elif bias is not None:
+        bias_sram = [ctx.acc.alloc(1, tn).one_row() for _ in range(bufs)]  # bias [1, tn]
+
+    steps: list[_Step] = []
+    n_a = n_b = n_c = 0
     for bi in itertools.product(*[range(d) for d in batch]):
         for m0 in range(0, M, tm):
             mm_ = min(tm, M - m0)
-            ctx.spad.top = 0
-            ctx.acc.top = 0
-            a_sram = ctx.spad.alloc(mm_, tk)  # A [mm_, tk]
-            b_sram = ctx.spad.alloc(*((tn, tk) if trans_b else (tk, tn)))  # B [tk, tn] or B^T
-            c_sram = ctx.acc.alloc(mm_, tn)  # C [mm_, tn], fp32
-            bias_sram = ctx.acc.alloc(1, tn) if bias is not None else None  # bias [1, tn]
             for n0 in range(0, N, tn):
                 nn_ = min(tn, N - n0)
-                if bias_sram is not None:
-                    ctx.load(DramTile.row_of(bias, n0, nn_), bias_sram.one_row())
+                c = c_sram[n_c % bufs]
+                n_c += 1
                 for ki, k0 in enumerate(range(0, K, tk)):
                     kk = min(tk, K - k0)
+                    loads = []
                     if n0 == 0 or n_k > 1:  # A is reused across n tiles when K fits
-                        ctx.load(A.tile(bi, m0, k0, mm_, kk), a_sram)
+                        a_cur = a_sram[n_a % a_bufs]
+                        n_a += 1
+                        loads.append((A.tile(bi, m0, k0, mm_, kk), a_cur))
+                    b_cur = b_sram[n_b % bufs]
+                    n_b += 1
                     b_tile = B.tile(bi, k0, n0, kk, nn_)  # [kk, nn_]
-                    ctx.load(b_tile.transposed() if trans_b else b_tile, b_sram)
-                    ctx.emit(
-                        "matmul",
-                        **c_sram.fields("dst"),
-                        **a_sram.fields("a"),
-                        **b_sram.fields("b"),
-                        bias=bias_sram.addr if bias_sram is not None else 0,
+                    loads.append((b_tile.transposed() if trans_b else b_tile, b_cur))
+                    use_bias = ki == 0 and bias is not None
+                    bias_addr = 0
+                    if use_bias and whole_bias:
+                        bias_addr = bias_all.addr + n0
+                    elif use_bias:
+                        row = bias_sram[(n_c - 1) % bufs]
+                        loads.append((DramTile.row_of(bias, n0, nn_), row))
+                        bias_addr = row.addr
+                    matmul = dict(
+                        **c.fields("dst"),
+                        **a_cur.fields("a"),
+                        **b_cur.fields("b"),
+                        bias=bias_addr,
                         m=mm_,
                         n=nn_,
                         k=kk,
                         acc=int(ki > 0),
                         trans_b=int(trans_b),
-                        use_bias=int(ki == 0 and bias_sram is not None),
+                        use_bias=int(use_bias),
                     )
-                ctx.store(c_sram, C.tile(bi, m0, n0, mm_, nn_))
+                    last = ki == n_k - 1
+                    store = (c, C.tile(bi, m0, n0, mm_, nn_)) if last else None
+                    steps.append(_Step(loads, matmul, store))
+
+    if whole_bias:
+        ctx.load(DramTile.row_of(bias, 0, N), bias_all)
+    for src, dst in steps[0].loads:
+        ctx.load(src, dst)
+    for t, step in enumerate(steps):
+        ctx.emit("matmul", **step.matmul)
+        if t + 1 < len(steps):
+            for src, dst in steps[t + 1].loads:
+                ctx.load(src, dst)
+        if step.store is not None:
+            ctx.store(*step.store)
     return out
 
 
