@@ -2,8 +2,14 @@
 in bench/results.json and bench/results.md (figures, not timed assertions).
 
 RTL figures per model: Verilator build time (0 when the cached build was reused),
-simulated cycles, wall time, simulated cycles per second, and the matrix unit's
-utilization per layer kind: ideal cycles (MACs / array PEs) over measured cycles."""
+simulated cycles, wall time, simulated cycles per second and useful MACs per host second,
+the matrix unit's utilization per layer kind (ideal cycles, MACs / array PEs, over
+measured cycles), the unit busy, overlap and stall counters, and the DRAM floor: the
+program's constant bytes over the configured DRAM bytes per cycle (issue 16's measure),
+and the bytes the run read over the same rate.
+
+Model figures (perf/, cycle-exact against the RTL on the runs above, docs/perf.md) for
+the runs too long to simulate here: GPT-2 small at 64 tokens."""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from sim.cli.models import build
 OUT = Path(__file__).resolve().parent
 MODELS = [("gpt2-tiny", 8), ("mlp", 8), ("gpt2", 8)]
 RTL_MODELS = [("gpt2-tiny", 8), ("gpt2", 8)]
+MODEL_ONLY = [("gpt2", 64)]
 REPEATS = 3
 
 
@@ -53,6 +60,8 @@ def rtl_row(name: str, tokens: int, spec, program) -> dict:
         k[0] += macs.get(la["id"], 0)
         k[1] += cyc
     util = {kind: round(m / pes / c, 4) for kind, (m, c) in sorted(kinds.items()) if m and c}
+    bpc = program.hw.dram_bytes_per_cycle
+    floor = program.meta["report"]["dram"]["constant_bytes"] / bpc
     return {
         "model": name,
         "tokens": tokens,
@@ -64,8 +73,39 @@ def rtl_row(name: str, tokens: int, spec, program) -> dict:
         "mxu_utilization_overall": round(st["macs"] / pes / st["cycles"], 4),
         "mxu_utilization_by_kind": util,
         "isa_mismatches": len(st["isa_mismatches"]),
+        "macs_per_host_s": round(st["macs"] / wall),
         "unit_busy_cycles": {u: st[f"{u}_busy"] for u in ("dma", "mxu", "vpu")},
+        "overlap_cycles": st["overlap"],
+        "stall_cycles": {k: st[k] for k in ("fetch_stall", "stall_dep", "stall_unit", "stall_drain")},
         "fetch_stall_cycles": st["fetch_stall"],
+        "dram_read_bytes": st["dma_rd_bytes"],
+        "constant_bytes_floor_cycles": round(floor),
+        "cycles_over_constant_floor": round(st["cycles"] / floor, 3),
+        "cycles_over_bytes_read_floor": round(st["cycles"] * bpc / st["dma_rd_bytes"], 3),
+    }
+
+
+def model_row(name: str, tokens: int) -> dict:
+    """The performance model's figures for a run too long to simulate in `make bench`."""
+    from perf.predict import predict
+
+    spec = build(name, tokens=tokens)
+    program = compiler.compile(spec.model, spec.inputs, kwargs=spec.kwargs)
+    pred = predict(program)
+    kinds = pred.by_kind()
+    pes = program.hw.array_dim**2
+    total = pred.total
+    return {
+        "model": name,
+        "tokens": tokens,
+        "cycles": total.cycles,
+        "macs": total.macs,
+        "mxu_utilization_overall": round(total.macs / pes / total.cycles, 4),
+        "mxu_utilization_by_kind": {
+            k: round(f.macs / pes / f.cycles, 4) for k, f in sorted(kinds.items()) if f.macs
+        },
+        "unit_busy_cycles": dict(total.busy),
+        "overlap_cycles": total.overlap,
     }
 
 
@@ -102,6 +142,10 @@ def main() -> None:
     for name, tokens in RTL_MODELS:
         rtl_rows.append(rtl_row(name, tokens, *compiled[name, tokens]))
         print(rtl_rows[-1], flush=True)
+    model_rows = []
+    for name, tokens in MODEL_ONLY:
+        model_rows.append(model_row(name, tokens))
+        print(model_rows[-1], flush=True)
     machine = {
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
@@ -109,7 +153,7 @@ def main() -> None:
         "python": platform.python_version(),
     }
     (OUT / "results.json").write_text(
-        json.dumps({"machine": machine, "ref": rows, "rtl": rtl_rows}, indent=1)
+        json.dumps({"machine": machine, "ref": rows, "rtl": rtl_rows, "model": model_rows}, indent=1)
     )
     md = [
         "| model | tokens | compile s | ISA model run s (best of 3) | instructions | MACs |"
@@ -135,6 +179,33 @@ def main() -> None:
         f" {r['cycles_per_s']:,} | {r['mxu_utilization_overall']:.1%} |"
         f" {', '.join(f'{k} {v:.1%}' for k, v in r['mxu_utilization_by_kind'].items())} |"
         for r in rtl_rows
+    ]
+    md += [
+        "",
+        "| model | tokens | MACs / host s | DMA, MXU, VPU busy | overlap | stalls: fetch, dep,"
+        " unit, drain | cycles / constant-bytes floor | cycles / bytes-read floor |",
+        "|---|---:|---:|---|---:|---|---:|---:|",
+    ]
+    md += [
+        f"| {r['model']} | {r['tokens']} | {r['macs_per_host_s']:,} |"
+        f" {', '.join(f'{v:,}' for v in r['unit_busy_cycles'].values())} |"
+        f" {r['overlap_cycles']:,} | {', '.join(f'{v:,}' for v in r['stall_cycles'].values())} |"
+        f" {r['cycles_over_constant_floor']:.2f}x ({r['constant_bytes_floor_cycles']:,}) |"
+        f" {r['cycles_over_bytes_read_floor']:.2f}x |"
+        for r in rtl_rows
+    ]
+    md += [
+        "",
+        "## Performance model (cycle-exact against the RTL above; docs/perf.md)",
+        "",
+        "| model | tokens | cycles | MXU util. | util. by layer kind | DMA, MXU, VPU busy | overlap |",
+        "|---|---:|---:|---:|---|---|---:|",
+    ]
+    md += [
+        f"| {r['model']} | {r['tokens']} | {r['cycles']:,} | {r['mxu_utilization_overall']:.1%} |"
+        f" {', '.join(f'{k} {v:.1%}' for k, v in r['mxu_utilization_by_kind'].items())} |"
+        f" {', '.join(f'{v:,}' for v in r['unit_busy_cycles'].values())} | {r['overlap_cycles']:,} |"
+        for r in model_rows
     ]
     md.append(f"\nMeasured by `make bench` on {machine}.")
     (OUT / "results.md").write_text("\n".join(md) + "\n")

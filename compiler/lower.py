@@ -59,24 +59,51 @@ class Lowered:
         return out
 
 
+def _reads_bf16(user: fx.Node, node: fx.Node) -> bool:
+    """True when user reads node only as a bf16 matrix operand (through views)."""
+    if user.op != "call_function":
+        return False
+    if is_view(user.target):
+        return _bf16_only(user)
+    low = REGISTRY.get(user.target)
+    if low is None:
+        return False
+    positions = [i for i, a in enumerate(user.args) if a is node]
+    if not positions or any(i not in low.bf16_args for i in positions):
+        return False
+    return node not in user.kwargs.values()
+
+
 def _bf16_only(node: fx.Node) -> bool:
     """True when every use of node (through views) is a bf16 matrix-operand argument."""
-    for user in node.users:
-        if user.op != "call_function":
-            return False
-        if is_view(user.target):
-            if not _bf16_only(user):
-                return False
+    return bool(node.users) and all(_reads_bf16(user, node) for user in node.users)
+
+
+def split_bf16_copies(g: Graph) -> list[tuple[str, int]]:
+    """Give a floating constant read both as a bf16 matrix operand and in fp32 a second,
+    bf16 copy for its matrix-operand uses: the DMA streams half the bytes for them
+    (GPT-2's tied wte: the embedding gathers 8 fp32 rows of it, lm_head streams the whole
+    table as B; bf16 in DRAM halves lm_head's 154 MB). The values are those the DMA
+    would make (fp32 -> bf16 RNE either way), so results are bit for bit the same; the
+    cost is DRAM capacity. Returns (constant, bytes added) per copy."""
+    added = []
+    for node in [n for n in g.graph.nodes if n.op == "placeholder" and n.name in g.constants]:
+        value = g.constants[node.name]
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
             continue
-        low = REGISTRY.get(user.target)
-        if low is None:
-            return False
-        positions = [i for i, a in enumerate(user.args) if a is node]
-        if not positions or any(i not in low.bf16_args for i in positions):
-            return False
-        if node in user.kwargs.values():
-            return False
-    return bool(node.users)
+        readers = [u for u in node.users if _reads_bf16(u, node)]
+        if not readers or len(readers) == len(node.users):
+            continue
+        with g.graph.inserting_after(node):
+            copy = g.graph.placeholder(f"{node.name}_bf16")
+        copy.meta = dict(node.meta)
+        g.constants[copy.name] = value
+        if node.name in g.parameters:
+            g.parameters.add(copy.name)
+        for user in readers:
+            user.replace_input_with(node, copy)
+        added.append((node.name, value.numel() * 2))
+    return added
 
 
 # Ops whose device lowerings read an integer tensor (as GATHER's int32 indices): the
@@ -137,6 +164,11 @@ def lower_graph(g: Graph, hw: HwConfig, checkpoints: str = "all") -> Lowered:
     values: dict[str, object] = {}
     records: dict[str, OpRecord] = {}
     inputs: list[tuple[str, object]] = []
+    for name, nbytes in split_bf16_copies(g):
+        g.stats.setdefault("notes", []).append(
+            f"constant {name}: a bf16 copy ({nbytes / 2**20:.1f} MiB) for its matrix-operand"
+            " uses (the fp32 one stays for the others)"
+        )
     layers = find_layers(g, checkpoints)
     layer_at = {layer.output_node: layer for layer in layers}
     ctx.checkpointed = {n for la in layers for n in (la.output_node, *la.input_nodes)}

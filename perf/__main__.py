@@ -43,13 +43,13 @@ def cmd_predict(args) -> int:
     )
     run_rtl = args.rtl
     if run_rtl is None:
-        run_rtl = args.mode == "sequential" and pred.total.cycles <= CHEAP_RTL_CYCLES
+        run_rtl = args.mode == "overlapped" and pred.total.cycles <= CHEAP_RTL_CYCLES
         if not run_rtl:
             print(f"RTL: not run ({pred.total.cycles:,} predicted cycles; RTL=1 runs it)")
     cmp, mismatches = None, []
     if run_rtl:
-        if args.mode != "sequential":
-            print("RTL: the overlapped schedule is a what-if; only 'sequential' is the RTL's")
+        if args.mode != "overlapped":
+            print("RTL: the sequential schedule is the core before overlap; the RTL overlaps")
         print("RTL: running (backend verilator, no golden checks) ...", flush=True)
         meas = measure(program, spec.inputs, trace=True)
         cmp = compare(pred, meas)
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--layers", type=int, default=None)
-    p.add_argument("--mode", choices=("sequential", "overlapped"), default="sequential")
+    p.add_argument("--mode", choices=("overlapped", "sequential"), default="overlapped")
     rtl = p.add_mutually_exclusive_group()
     rtl.add_argument("--rtl", dest="rtl", action="store_true", default=None)
     rtl.add_argument("--no-rtl", dest="rtl", action="store_false")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from perf.predict import Figures, Prediction
 from perf.timing import CoreTiming
-from perf.validate import Comparison
+from perf.validate import COUNTERS, Comparison
 
 
 def _pct(x: float | None) -> str:
@@ -67,8 +67,10 @@ def layer_rows(pred: Prediction, cmp: Comparison | None) -> list[list[str]]:
 def counter_rows(pred: Prediction, cmp: Comparison | None) -> list[list[str]]:
     total = pred.total.to_dict(pred.timing)
     rows = []
-    for name in ("cycles", "fetch_stall", "dma_busy", "mxu_busy", "vpu_busy", "macs"):
-        c = cmp.counters[name] if cmp else None
+    for name in COUNTERS:
+        if name not in total:
+            continue
+        c = cmp.counters.get(name) if cmp else None
         rows.append(
             [
                 name,

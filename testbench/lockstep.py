@@ -99,7 +99,7 @@ class Divergence:
     pc: int  # the pc the RTL retired
     expected_pc: int | None
     cycle: int  # clock cycles since reset (the waveform's time axis / clock period)
-    start_cycle: int | None  # when the instruction issued (previous retirement)
+    start_cycle: int | None  # when the instruction issued (its unit started it)
     disasm: str
     region: dict
     expected: np.ndarray | None = None  # [rows, cols] words

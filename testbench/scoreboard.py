@@ -55,7 +55,7 @@ class Scoreboard(uvm_scoreboard):
         self.layers: dict[int, dict] = {}
         self.dram: np.ndarray | None = None  # the RTL's DRAM (shared mapping)
         self.exp: lockstep.Expectations | None = None
-        self.trace = np.zeros((0, 3), dtype=np.uint64)
+        self.trace = np.zeros((0, 4), dtype=np.uint64)  # pc, cycle, digest, issue cycle
         self.end: RunEnd | None = None
 
     def write(self, txn) -> None:
@@ -101,7 +101,7 @@ class Scoreboard(uvm_scoreboard):
         self.ref_dram = ref_dram
         # Room for every retirement the ISA model made, plus a margin for an RTL that
         # runs on past it (the checker stops at the first extra one anyway).
-        self.trace = np.zeros((len(self.exp.pc) + 16, 3), dtype=np.uint64)
+        self.trace = np.zeros((len(self.exp.pc) + 16, 4), dtype=np.uint64)
         self.scratch = np.zeros(self.exp.max_region_words, dtype=np.uint32)
         self.bfm.lockstep_configure(
             self.exp.pc,
@@ -176,7 +176,8 @@ class Scoreboard(uvm_scoreboard):
             return None
         index = raw[1]
         trace = self.retire_trace()
-        start = int(trace[index - 1, 1]) if 0 < index <= len(trace) else None
+        # The diverging retirement is in the trace with the cycle its unit started it.
+        start = int(trace[index, 3]) if 0 <= index < len(trace) else None
         return lockstep.explain(
             self.hw, self.initial_dram, self.code, self.pc, self.exp, raw, self.scratch, start
         )

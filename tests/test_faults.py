@@ -282,6 +282,33 @@ def _expect_bus_error(dram: np.ndarray, code: bytes, dram_limit: int) -> None:
 
 
 @pytest.mark.rtl
+def test_rtl_bus_error_under_overlap_stops_at_the_load():
+    """A bus error on a long load while a younger, independent vector instruction runs
+    under it (docs/rtl.md, "Faults": the one imprecise fault): the core still stops with
+    BUS_ERROR at the load's pc and index, and nothing after the load retires."""
+    from sim.rtl.backend import RtlError, VerilatorBackend
+
+    source = f"""{BEFORE}
+    dma_ld space=spad dtype=fp32 sram=4096 sram_stride=16 dram=0x80000040 dram_rs=16 dram_cs=1 rows=64 cols=16
+    vadd dst=64 dst_stride=16 a=0 a_stride=16 b=0 b_stride=16 rows=2 cols=16
+    {AFTER}"""
+    code = encode_program(assemble(source))
+    dram = np.zeros(DRAM_BYTES, dtype=np.uint8)
+    dram[: len(code)] = np.frombuffer(code, dtype=np.uint8)
+    backend = VerilatorBackend(DEFAULT_HW, dram_limit=0xFFFF_FFE0)
+    try:
+        with pytest.raises(RtlError) as err:
+            backend.run_segment(dram, code, 0, lambda layer: None)
+        stats = backend.stats
+    finally:
+        backend.close()
+    assert err.value.fault == Fault.BUS_ERROR, str(err.value)
+    assert (err.value.index, err.value.pc) == (AT, AT * INSN_BYTES)
+    assert stats["retired"] == AT
+    assert stats["overlap"] > 0, "the vadd ran under the load"
+
+
+@pytest.mark.rtl
 @pytest.mark.parametrize("op", ["dma_ld", "dma_st"])
 def test_rtl_bus_error_in_the_upper_half_of_the_address_space(op):
     """A load (SLVERR on R) or a store (SLVERR on B) at 0x8000_0040 with DRAM_LIMIT at

@@ -318,6 +318,7 @@ def test_assembled_program_on_rtl_cycle_for_cycle():
         rtl.run_segment(dram, code, 0, lambda layer: None)
         stats = rtl.stats
         retired = [r.cycle for r in rtl.trace]
+        issued = [r.issued for r in rtl.trace]
     finally:
         rtl.close()
     assert not stats["isa_mismatches"]
@@ -326,6 +327,12 @@ def test_assembled_program_on_rtl_cycle_for_cycle():
     assert [s.retire - pred.slots[0].retire for s in pred.slots] == [
         c - retired[0] for c in retired
     ]
+    # Issue too: a unit instruction's first execution cycle is the cycle its unit
+    # starts; a control instruction issues and retires in one cycle.
+    assert [
+        (s.retire if s.unit == "ctrl" else s.start) - pred.slots[0].retire for s in pred.slots
+    ] == [c - retired[0] for c in issued]
+    assert any(i < r for i, r in zip(issued[1:], retired)), "some instruction overlaps"
     # The HALT and everything no retirement shows, through the counters.
     assert stats["cycles"] == pred.total.cycles
     assert stats["fetch_stall"] == pred.total.fetch

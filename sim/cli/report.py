@@ -123,10 +123,15 @@ def summary_line(status: str, summary: dict, stats: dict, out_dir: Path) -> str:
 
 # ---------------------------------------------------------------- instruction log
 def write_instruction_log(path: Path, trace, listing: Listing) -> None:
-    """One line per retired instruction: cycle, pc, listing number, unit, disassembly."""
+    """One line per retired instruction: the cycles it issued and retired in, pc, listing
+    number, unit, disassembly (cycles: RTL traces only). The core overlaps its units, so
+    an instruction may issue before the one above it retires."""
     with open(path, "w") as f:
-        f.write(f"# {'cycle':>12} {'pc':>10} {'insn':>7}  {'unit':<5} instruction\n")
+        f.write(
+            f"# {'issued':>12} {'retired':>14} {'pc':>10} {'insn':>7}  {'unit':<5} instruction\n"
+        )
         for r in trace:
+            issued = f"{r.issued:>14}" if r.issued is not None else f"{'-':>14}"
             cycle = f"{r.cycle:>14}" if r.cycle is not None else f"{'-':>14}"
             line = listing.at(r.pc)
-            f.write(f"{cycle} {r.pc:#10x} {line.number:>7}  {line.unit:<5} {line.text}\n")
+            f.write(f"{issued} {cycle} {r.pc:#10x} {line.number:>7}  {line.unit:<5} {line.text}\n")

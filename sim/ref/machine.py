@@ -72,6 +72,7 @@ class Retired:
     opcode: str
     args: dict
     cycle: int | None = None  # when the RTL retired it (RTL traces only)
+    issued: int | None = None  # when its unit started it (RTL traces only; control: = cycle)
 
 
 @dataclass

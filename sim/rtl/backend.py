@@ -420,10 +420,10 @@ class VerilatorBackend:
     def _record_trace(self, records: np.ndarray, listing: Listing) -> None:
         if self.trace is None:
             return
-        for pc, cycle, _digest in records.tolist():
+        for pc, cycle, _digest, issued in records.tolist():
             insn = listing.at(pc).insn
             op, args = (insn.opcode.name, dict(insn.args)) if insn else ("ILLEGAL", {})
-            self.trace.append(Retired(len(self.trace), pc, op, args, cycle))
+            self.trace.append(Retired(len(self.trace), pc, op, args, cycle, issued))
 
     @staticmethod
     def _where(listing: Listing, index: int, pc: int) -> str:

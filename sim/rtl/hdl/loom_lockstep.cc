@@ -8,7 +8,7 @@
 //     (loom_ls_sram_write, from the simulation top);
 //   - at every retirement (loom_ls_retire) the same digest is computed over the shadow
 //     or the simulated DRAM and compared; the retirement is appended to the trace
-//     (pc, cycle, digest) that becomes the instruction log.
+//     (pc, cycle, digest, issue cycle) that becomes the instruction log.
 // The first disagreement (pc, digest, or retiring more than the ISA model did) is
 // latched with a copy of the region's actual words; the top raises `diverge` and the
 // testbench stops the run and reports it.
@@ -20,6 +20,7 @@
 // contract's (contract/lockstep.py), generated into loom_lockstep_gen.h.
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <vector>
 
 #include "loom_lockstep_gen.h"
@@ -52,6 +53,7 @@ struct TraceRecord {
   uint64_t pc;
   uint64_t cycle;
   uint64_t digest;
+  uint64_t issue_cycle;
 };
 
 struct State {
@@ -62,6 +64,7 @@ struct State {
   TraceRecord* trace = nullptr;
   int64_t trace_cap = 0;
   int64_t retired = 0;
+  std::deque<int64_t> issued;  // issue cycles of the instructions in flight, oldest first
   uint32_t* scratch = nullptr;  // the diverging region's actual words
   int64_t scratch_cap = 0;
   int64_t lanes = 0;
@@ -144,6 +147,7 @@ void loom_ls_configure(int64_t n_expected, const uint32_t* exp_pc, const uint64_
   g.trace = reinterpret_cast<TraceRecord*>(trace);
   g.trace_cap = trace_cap;
   g.retired = 0;
+  g.issued.clear();  // a faulted segment may leave instructions that never retired
   g.scratch = scratch;
   g.scratch_cap = scratch_cap;
   g.lanes = lanes;
@@ -203,13 +207,24 @@ void loom_ls_sram_write(int mem, int line, uint64_t mask, const svBitVecVal* dat
   }
 }
 
-// Instruction at pc retired at `cycle`; returns 1 once the run has diverged.
-int loom_ls_retire(int pc, int64_t cycle) {
+// An instruction's unit started it at `cycle` (issue is in program order).
+void loom_ls_issue(int64_t cycle) { g.issued.push_back(cycle); }
+
+// Instruction at pc retired at `cycle` (at_issue: a control instruction, which retires
+// in the cycle it issues); returns 1 once the run has diverged.
+int loom_ls_retire(int pc, int64_t cycle, unsigned char at_issue) {
   const int64_t index = g.retired++;
   const uint32_t upc = static_cast<uint32_t>(pc);
+  int64_t issue_cycle = cycle;
+  if (!at_issue && !g.issued.empty()) {
+    issue_cycle = g.issued.front();
+    g.issued.pop_front();
+  }
   uint64_t d = 0;
   if (index < g.n_expected && g.regions != nullptr) d = digest(g.regions[index], false);
-  if (index < g.trace_cap && g.trace != nullptr) g.trace[index] = {upc, static_cast<uint64_t>(cycle), d};
+  if (index < g.trace_cap && g.trace != nullptr) {
+    g.trace[index] = {upc, static_cast<uint64_t>(cycle), d, static_cast<uint64_t>(issue_cycle)};
+  }
   if (g.reason != kReasonAgree || g.exp_pc == nullptr) return g.reason != kReasonAgree;
   if (index >= g.n_expected) {
     latch(kReasonExtra, index, upc, cycle, d, 0);
@@ -225,11 +240,13 @@ int loom_ls_retire(int pc, int64_t cycle) {
 int loom_ls_diverged() { return g.reason != kReasonAgree; }
 
 // Every cycle of a traced build: keep the dump on exactly inside the window.
-void loom_ls_tick(int64_t cycle, int pc, unsigned char busy) {
+// In the pc window, the dump is on while any instruction from the oldest in flight to
+// the one at issue (straight-line code: the pcs oldest_pc..pc) is inside [lo, hi].
+void loom_ls_tick(int64_t cycle, int oldest_pc, int pc, unsigned char busy) {
   bool on = g.wave_on;
   if (g.wave_mode == kWindowPc) {
     on = busy && static_cast<int64_t>(static_cast<uint32_t>(pc)) >= g.wave_lo &&
-         static_cast<int64_t>(static_cast<uint32_t>(pc)) <= g.wave_hi;
+         static_cast<int64_t>(static_cast<uint32_t>(oldest_pc)) <= g.wave_hi;
   } else if (g.wave_mode == kWindowCycles) {
     on = cycle >= g.wave_lo && cycle <= g.wave_hi;
   }

@@ -48,7 +48,8 @@ module loom_tb_top
   import "DPI-C" function void loom_ls_sram_write(
     input int mem, input int line, input longint unsigned mask,
     input bit [loom_mem_pkg::LineBits-1:0] data);
-  import "DPI-C" function int loom_ls_retire(input int pc, input longint cycle);
+  import "DPI-C" function void loom_ls_issue(input longint cycle);
+  import "DPI-C" function int loom_ls_retire(input int pc, input longint cycle, input bit at_issue);
   import "DPI-C" function int loom_ls_diverged();
   import "DPI-C" function int loom_assert_failed();
 
@@ -160,20 +161,29 @@ module loom_tb_top
         loom_ls_sram_write(1, 32'(u_core.mem_req.acc.wr_line), 64'(u_core.mem_req.acc.wr_mask),
                            u_core.mem_req.acc.wr_data);
       end
+      // An instruction issues when its unit starts (control instructions retire in the
+      // cycle they issue); retirements are in program order, older ones first.
       if (retire_valid) begin
-        diverge_q <= loom_ls_retire(retire_pc, cycle_q) != 0;
+        diverge_q <= loom_ls_retire(retire_pc, cycle_q, u_core.u_ctrl.retire_ctrl) != 0;
       end else if (diverge_q) begin
         diverge_q <= loom_ls_diverged() != 0;  // cleared when the next segment is set up
+      end
+      if (u_core.u_ctrl.dma_start_o || u_core.u_ctrl.mxu_start_o || u_core.u_ctrl.vpu_start_o) begin
+        loom_ls_issue(cycle_q);
       end
     end
   end
   assign diverge = diverge_q || assert_q;
 
 `ifdef LOOM_WAVES
-  import "DPI-C" function void loom_ls_tick(input longint cycle, input int pc, input bit busy);
+  import "DPI-C" function void loom_ls_tick(input longint cycle, input int oldest_pc,
+                                            input int pc, input bit busy);
 
+  // The instructions from the oldest in flight to the one at issue are executing.
   always_ff @(posedge clk) begin
-    loom_ls_tick(cycle_q, u_core.u_ctrl.pc_q, u_core.u_ctrl.busy_o);
+    loom_ls_tick(cycle_q,
+                 u_core.u_ctrl.rq_count_q != '0 ? u_core.u_ctrl.head_pc : u_core.u_ctrl.pc_q,
+                 u_core.u_ctrl.pc_q, u_core.u_ctrl.busy_o);
   end
 
   // Trace-only views, one word per lane, so waveform viewers can show them as floats
