@@ -16,6 +16,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -76,7 +80,9 @@ def rtl_row(name: str, tokens: int, spec, program) -> dict:
         "macs_per_host_s": round(st["macs"] / wall),
         "unit_busy_cycles": {u: st[f"{u}_busy"] for u in ("dma", "mxu", "vpu")},
         "overlap_cycles": st["overlap"],
-        "stall_cycles": {k: st[k] for k in ("fetch_stall", "stall_dep", "stall_unit", "stall_drain")},
+        "stall_cycles": {
+            k: st[k] for k in ("fetch_stall", "stall_dep", "stall_unit", "stall_drain")
+        },
         "fetch_stall_cycles": st["fetch_stall"],
         "dram_read_bytes": st["dma_rd_bytes"],
         "constant_bytes_floor_cycles": round(floor),
@@ -86,26 +92,25 @@ def rtl_row(name: str, tokens: int, spec, program) -> dict:
 
 
 def model_row(name: str, tokens: int) -> dict:
-    """The performance model's figures for a run too long to simulate in `make bench`."""
-    from perf.predict import predict
-
-    spec = build(name, tokens=tokens)
-    program = compiler.compile(spec.model, spec.inputs, kwargs=spec.kwargs)
-    pred = predict(program)
-    kinds = pred.by_kind()
-    pes = program.hw.array_dim**2
-    total = pred.total
+    """The performance model's figures for a run too long to simulate in `make bench`,
+    through its command line (nothing imports perf; tests/test_perf.py checks it)."""
+    out = Path(tempfile.mkdtemp(prefix="loom-bench-perf-"))
+    cmd = [sys.executable, "-m", "perf", "predict", name, "--tokens", str(tokens)]
+    subprocess.run([*cmd, "--no-rtl", "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+    pred = json.loads((out / "figures.json").read_text())["prediction"]
+    shutil.rmtree(out, ignore_errors=True)
+    total = pred["total"]
     return {
         "model": name,
         "tokens": tokens,
-        "cycles": total.cycles,
-        "macs": total.macs,
-        "mxu_utilization_overall": round(total.macs / pes / total.cycles, 4),
+        "cycles": total["cycles"],
+        "macs": total["macs"],
+        "mxu_utilization_overall": round(total["mxu_utilization"], 4),
         "mxu_utilization_by_kind": {
-            k: round(f.macs / pes / f.cycles, 4) for k, f in sorted(kinds.items()) if f.macs
+            k: round(f["mxu_utilization"], 4) for k, f in sorted(pred["kinds"].items()) if f["macs"]
         },
-        "unit_busy_cycles": dict(total.busy),
-        "overlap_cycles": total.overlap,
+        "unit_busy_cycles": {u: total[f"{u}_busy"] for u in ("dma", "mxu", "vpu")},
+        "overlap_cycles": total["overlap"],
     }
 
 
@@ -153,7 +158,9 @@ def main() -> None:
         "python": platform.python_version(),
     }
     (OUT / "results.json").write_text(
-        json.dumps({"machine": machine, "ref": rows, "rtl": rtl_rows, "model": model_rows}, indent=1)
+        json.dumps(
+            {"machine": machine, "ref": rows, "rtl": rtl_rows, "model": model_rows}, indent=1
+        )
     )
     md = [
         "| model | tokens | compile s | ISA model run s (best of 3) | instructions | MACs |"
@@ -198,13 +205,15 @@ def main() -> None:
         "",
         "## Performance model (cycle-exact against the RTL above; docs/perf.md)",
         "",
-        "| model | tokens | cycles | MXU util. | util. by layer kind | DMA, MXU, VPU busy | overlap |",
+        "| model | tokens | cycles | MXU util. | util. by layer kind | DMA, MXU, VPU busy"
+        " | overlap |",
         "|---|---:|---:|---:|---|---|---:|",
     ]
     md += [
         f"| {r['model']} | {r['tokens']} | {r['cycles']:,} | {r['mxu_utilization_overall']:.1%} |"
         f" {', '.join(f'{k} {v:.1%}' for k, v in r['mxu_utilization_by_kind'].items())} |"
-        f" {', '.join(f'{v:,}' for v in r['unit_busy_cycles'].values())} | {r['overlap_cycles']:,} |"
+        f" {', '.join(f'{v:,}' for v in r['unit_busy_cycles'].values())} |"
+        f" {r['overlap_cycles']:,} |"
         for r in model_rows
     ]
     md.append(f"\nMeasured by `make bench` on {machine}.")

@@ -102,6 +102,7 @@ def render_sv_package(hw: HwConfig = DEFAULT_HW) -> str:
         f"  localparam int unsigned DramLatencyCycles = {hw.dram_latency_cycles};",
         f"  localparam int unsigned DramBytesPerCycle = {hw.dram_bytes_per_cycle};",
         f"  localparam int unsigned FetchInsns = {hw.fetch_block_insns};",
+        f"  localparam int unsigned DmaBursts = {hw.dma_bursts_in_flight};",
         f"  localparam int unsigned FetchWordBits = {hw.fetch_block_insns.bit_length()};",
         f"  localparam int unsigned SpadLines = {hw.spad_elems // hw.line_elems};",
         f"  localparam int unsigned AccLines = {hw.acc_elems // hw.line_elems};",

@@ -78,6 +78,18 @@ class HwConfig:
         as many as one 16-beat burst holds, at most 8 (docs/rtl.md, "Issue")."""
         return max(1, min(8, 16 * (self.dram_bus_bits // 8) // INSN_BYTES))
 
+    @property
+    def dma_bursts_in_flight(self) -> int:
+        """Bursts the DMA engine keeps in flight (its descriptor queue, DmaBursts in the
+        generated package): enough 4-beat bursts (128-byte rows on the default bus) to
+        cover the DRAM latency at the configured read rate, a power of two from 8 to 32
+        (docs/rtl.md, "DMA"). 32 on the default core: a weight tile's 224-320-byte rows
+        (7-10 beats) then keep the bus busy; with 8 they reached 50-70% of it."""
+        beat_cycles = -(-(self.dram_bus_bits // 8) // self.dram_bytes_per_cycle)
+        beats = -(-(self.dram_latency_cycles + 8) // beat_cycles)
+        need = -(-beats // 4)
+        return min(32, max(8, 1 << (need - 1).bit_length()))
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

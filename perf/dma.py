@@ -3,15 +3,15 @@
 A transfer is a sequence of AXI4 bursts. Reads follow one recurrence over the bursts
 (cycles relative to the engine's start cycle, E0):
 
-    A[b] = max(A[b-1] + 1, V[b-8] + 1, V[b-1] + 1 if burst b waits for b-1's data)
+    A[b] = max(A[b-1] + 1, V[b-Q] + 1, V[b-1] + 1 if burst b waits for b-1's data)
     F[b] = max(A[b] + L + 1, V[b-1] + g)
     V[b] = F[b] + (beats[b] - 1) * g
 
 A is the cycle the address is accepted (the issuer sends one per cycle while fewer than
-8 bursts are in flight, DescDepth), F and V the cycles the first and the last beat reach
-the engine (the DRAM answers LatencyCycles = L after the handshake, from a register: + 1,
-in order, one beat every g = DramBeatCycles). A GATHER's row waits for its index, read
-as a one-beat burst in the same queue.
+Q = CoreTiming.bursts_in_flight bursts are in flight, DescDepth), F and V the cycles the
+first and the last beat reach the engine (the DRAM answers LatencyCycles = L after the
+handshake, from a register: + 1, in order, one beat every g = DramBeatCycles). A
+GATHER's row waits for its index, read as a one-beat burst in the same queue.
 
 Writes have no latency in the DRAM model: a burst takes its beats plus one cycle in
 which the DRAM answers B and refuses W, so an aligned store takes
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from perf.timing import MAX_BURST_BEATS, OUTSTANDING_BURSTS, PAGE_BYTES, CoreTiming
+from perf.timing import MAX_BURST_BEATS, PAGE_BYTES, CoreTiming
 
 # loom_dma.sv: the first AR leaves the cycle after the start (the engine registers the
 # instruction in E0); a load is done in the cycle the packer writes its last line.
@@ -112,8 +112,8 @@ def read_first_beats(
     firsts: list[float] = []
     for b, n in enumerate(beats):
         a = issued + 1
-        if b >= OUTSTANDING_BURSTS:
-            a = max(a, lasts[b - OUTSTANDING_BURSTS] + 1)
+        if b >= t.bursts_in_flight:
+            a = max(a, lasts[b - t.bursts_in_flight] + 1)
         if waits is not None and waits[b]:
             a = max(a, last + 1)
         f = max(a + lat + 1, last + g)
@@ -250,12 +250,21 @@ def store_cycles(rows: list[tuple[Piece, ...]], cols: int, esize: int, t: CoreTi
     if not rows:
         return EMPTY_TRANSFER_CYCLES
     pieces = tuple(p for row in rows for p in row)
-    return _store_pipe(pieces, len(rows), cols, esize, t.lanes, t.bus_bytes, t.stream_bytes)
+    return _store_pipe(
+        pieces, len(rows), cols, esize, t.lanes, t.bus_bytes, t.stream_bytes, t.bursts_in_flight
+    )
 
 
 @lru_cache(maxsize=4096)
 def _store_pipe(
-    pieces: tuple[Piece, ...], rows: int, cols: int, esize: int, lanes: int, bus: int, stream: int
+    pieces: tuple[Piece, ...],
+    rows: int,
+    cols: int,
+    esize: int,
+    lanes: int,
+    bus: int,
+    stream: int,
+    depth: int,
 ) -> int:
     """The store path of loom_dma.sv cycle by cycle from E1 (no closed form is exact):
     the SRAM reader reads one line of the region per cycle while the bytes in the stream,
@@ -274,7 +283,7 @@ def _store_pipe(
     cycle = 1
     while True:
         push = line_pending
-        aw = issued < len(pieces) and len(in_flight) < OUTSTANDING_BURSTS
+        aw = issued < len(pieces) and len(in_flight) < depth
         pop, last, take = 0, False, 0
         if in_flight and accepted and not b_cycle:
             left, off, first = in_flight[0]

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from contract.hw import HwConfig
 from contract.isa import INSN_BYTES
 
-# loom_dma.sv: MaxBurstBeats, the 4 KiB rule of AXI4 and DescDepth (bursts in flight).
+# loom_dma.sv: MaxBurstBeats and the 4 KiB rule of AXI4 (DescDepth, the bursts in flight,
+# is CoreTiming.bursts_in_flight).
 MAX_BURST_BEATS = 16
 PAGE_BYTES = 4096
-OUTSTANDING_BURSTS = 8
 
 # loom_ctrl.sv: ST_ISSUE lasts one cycle for every instruction (control instructions
 # retire in it).
@@ -37,6 +37,8 @@ class CoreTiming:
     # (HwConfig.fetch_block_insns); None models the control unit before the buffer
     # (commit 22d35ae), which fetched every instruction with its own DRAM round trip.
     fetch_block_insns: int | None
+    # loom_dma.sv DescDepth = DmaBursts (HwConfig.dma_bursts_in_flight): bursts in flight
+    bursts_in_flight: int = 8
 
     @classmethod
     def of(cls, hw: HwConfig) -> CoreTiming:
@@ -51,6 +53,7 @@ class CoreTiming:
             # loom_dma.sv: StreamBytes = max(4 * BusBytes, one fp32 line + BusBytes).
             stream_bytes=max(4 * bus, hw.line_elems * 4 + bus),
             fetch_block_insns=hw.fetch_block_insns,
+            bursts_in_flight=hw.dma_bursts_in_flight,
         )
 
     @property

@@ -538,6 +538,12 @@ module loom_ctrl
                           (fp_q[UMxu].ports & fp_q[UVpu].ports) == '0))
   `ASSERT(IssueIndependent, dma_start_d || mxu_start_d || vpu_start_d |->
                             !hazard && !port_conflict && !inflight_q[uidx] && !gather_q)
+  // The same from the footprints in flight alone, not through the issue logic's hazard
+  // signal: no two instructions in flight depend on each other.
+  `ASSERT(InFlightIndependent,
+          !(inflight_q[UDma] && inflight_q[UMxu] && depends_on(fp_q[UDma], fp_q[UMxu])) &&
+          !(inflight_q[UDma] && inflight_q[UVpu] && depends_on(fp_q[UDma], fp_q[UVpu])) &&
+          !(inflight_q[UMxu] && inflight_q[UVpu] && depends_on(fp_q[UMxu], fp_q[UVpu])))
   // Control instructions and faults find every unit idle (FENCE and CHECKPOINT order).
   `ASSERT(ControlRetiresDrained, retire_ctrl |-> drained)
   `ASSERT(FaultDrained, state_q == ST_FAULT |-> inflight_q == '0)

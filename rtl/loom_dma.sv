@@ -52,7 +52,7 @@ module loom_dma
   localparam int unsigned StreamBytes = 4 * BusBytes > StreamMin ? 4 * BusBytes : StreamMin;
   localparam int unsigned StreamBits = StreamBytes * 8;
   localparam int unsigned CntBits = $clog2(StreamBytes + 1);
-  localparam int unsigned DescDepth = 8;
+  localparam int unsigned DescDepth = DmaBursts;  // bursts in flight, sized from the latency
   localparam int unsigned InsnBytes = InsnBits / 8;
   localparam int unsigned FetchBytes = FetchInsns * InsnBytes;
   localparam int unsigned OffBits = $clog2(BusBytes);

@@ -12,6 +12,7 @@ package loom_pkg;
   localparam int unsigned DramLatencyCycles = 100;
   localparam int unsigned DramBytesPerCycle = 32;
   localparam int unsigned FetchInsns = 8;
+  localparam int unsigned DmaBursts = 32;
   localparam int unsigned FetchWordBits = 4;
   localparam int unsigned SpadLines = 16384;
   localparam int unsigned AccLines = 4096;

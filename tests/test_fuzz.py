@@ -195,6 +195,10 @@ def test_fuzz_budget_on_the_rtl(tmp_path):
         # Right data in bursts across 4 KiB: the DMA engine's page assertion, and without
         # assertions only the DRAM port's AXI4 rule checker.
         ("dma_burst_4k", "protocol", "ArWithinPage"),
+        # Issue that ignores SRAM dependencies between units: the control unit's
+        # assertion over the footprints in flight, and without assertions the lockstep
+        # checker (the random programs draw sources from what was just written).
+        ("ctrl_no_hazard", "divergence", "InFlightIndependent"),
     ],
 )
 def test_fuzz_finds_an_injected_rtl_bug(fault, kind, assertion, tmp_path):

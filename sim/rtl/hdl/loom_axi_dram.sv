@@ -38,7 +38,9 @@ module loom_axi_dram
   import "DPI-C" function void loom_axi_r(input longint cycle, input int last);
   import "DPI-C" function void loom_axi_b(input longint cycle);
 
-  localparam int unsigned Depth = 16;
+  // Room for every burst the DMA engine can have in flight and as many again, so the
+  // model never back-pressures AR or AW (the performance model assumes it does not).
+  localparam int unsigned Depth = 2 * loom_pkg::DmaBursts;
   localparam int unsigned PtrBits = $clog2(Depth);
 
   typedef struct packed {
