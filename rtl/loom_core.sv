@@ -37,6 +37,7 @@ module loom_core
   logic dma_start, mxu_start, vpu_start, dma_done, mxu_done, vpu_done;
   unit_e [NumPorts-1:0] port_owner;
   logic [2:0] unit_busy;  // {VPU, MXU, DMA}
+  footprint_t [2:0] unit_fp;  // read by the assertions only
   logic stall_dep, stall_unit, stall_drain;
   logic [31:0] mxu_macs;
   logic [15:0] dma_rd_bytes, dma_wr_bytes;
@@ -105,6 +106,7 @@ module loom_core
     .vpu_done_i     (vpu_done),
     .port_owner_o   (port_owner),
     .unit_busy_o    (unit_busy),
+    .unit_fp_o      (unit_fp),
     .fetching_o     (fetching),
     .stall_dep_o    (stall_dep),
     .stall_unit_o   (stall_unit),
@@ -278,6 +280,12 @@ module loom_core
   `ASSERT(DmaDrivesOwnPorts, (ports_driven(dma_mem_req) & ~owned_by(port_owner, UNIT_DMA)) == '0)
   `ASSERT(MxuDrivesOwnPorts, (ports_driven(mxu_mem_req) & ~owned_by(port_owner, UNIT_MXU)) == '0)
   `ASSERT(VpuDrivesOwnPorts, (ports_driven(vpu_mem_req) & ~owned_by(port_owner, UNIT_VPU)) == '0)
+  // Every SRAM line a unit reads or writes meets the footprint its instruction issued
+  // with: the scoreboard orders instructions by footprints alone, so one that missed
+  // part of what its instruction touches would let a dependent one overtake unseen.
+  `ASSERT(DmaAccessInFootprint, accesses_within(dma_mem_req, unit_fp[0]))
+  `ASSERT(MxuAccessInFootprint, accesses_within(mxu_mem_req, unit_fp[1]))
+  `ASSERT(VpuAccessInFootprint, accesses_within(vpu_mem_req, unit_fp[2]))
   // Counters only grow within a run; each unit's busy cycles, the cycles two or more
   // are busy, and the control unit's stall cycles (exclusive states) each fit the run.
   `ASSERT(CountersMonotonic, !start |=> cycles_q >= $past(cycles_q) &&

@@ -68,6 +68,7 @@ module loom_ctrl
   // Who drives each memory port (UNIT_CTRL: nobody), what runs, why issue waits
   output unit_e [NumPorts-1:0] port_owner_o,
   output logic [2:0]          unit_busy_o,  // {VPU, MXU, DMA} executing
+  output footprint_t [2:0]    unit_fp_o,  // each unit's instruction in flight ('0: none)
   output logic                fetching_o,
   output logic                stall_dep_o,
   output logic                stall_unit_o,
@@ -440,6 +441,9 @@ module loom_ctrl
   assign fetch_addr_o = fetch_addr_q;
   assign fetch_words_o = fetch_words_q;
   assign insn_o = insn_q;
+  always_comb begin
+    for (int u = 0; u < int'(NumUnits); u++) unit_fp_o[u] = inflight_q[u] ? fp_q[u] : '0;
+  end
   assign unit_busy_o = {inflight_q[UVpu] && !complete_q[UVpu],
                         inflight_q[UMxu] && !complete_q[UMxu],
                         inflight_q[UDma] && !complete_q[UDma]};

@@ -47,8 +47,9 @@ module loom_footprint
   matmul_insn_t  mm;
   move_insn_t    mv;
   vbin_insn_t    vb;
-  vunary_insn_t  vu;  // VUNARY, VREDUCE and VMASK share the a/dst fields
+  vunary_insn_t  vu;
   vreduce_insn_t vr;
+  vmask_insn_t   vk;  // no funct field: its a/dst sit 4 bits lower than VUNARY's
 
   assign dma = dma_ld_insn_t'(insn_i);
   assign gat = gather_insn_t'(insn_i);
@@ -57,6 +58,14 @@ module loom_footprint
   assign vb  = vbin_insn_t'(insn_i);
   assign vu  = vunary_insn_t'(insn_i);
   assign vr  = vreduce_insn_t'(insn_i);
+  assign vk  = vmask_insn_t'(insn_i);
+
+`ifdef LOOM_FAULT_INJECT
+  // Injected fault (+loom_fault_footprint_short; tests/test_rtl_hazards.py): every write
+  // span covers only its first line, so the scoreboard misses what lies past it.
+  logic fault_short;
+  initial fault_short = $test$plusargs("loom_fault_footprint_short");
+`endif
 
   always_comb begin
     fp_o = '0;
@@ -112,9 +121,14 @@ module loom_footprint
         fp_o.ports = rd0_of(1'b1) | wr_of(1'b1);
         fp_o.ports[PortAccRd1] = vb.bmode != BMODE_IMM;
       end
-      OPCODE_VUNARY, OPCODE_VMASK: begin
+      OPCODE_VUNARY: begin
         fp_o.rd[0] = span(1'b1, vu.a, vu.a_stride, vu.rows, vu.cols);
         fp_o.wr = span(1'b1, vu.dst, vu.dst_stride, vu.rows, vu.cols);
+        fp_o.ports = rd0_of(1'b1) | wr_of(1'b1);
+      end
+      OPCODE_VMASK: begin
+        fp_o.rd[0] = span(1'b1, vk.a, vk.a_stride, vk.rows, vk.cols);
+        fp_o.wr = span(1'b1, vk.dst, vk.dst_stride, vk.rows, vk.cols);
         fp_o.ports = rd0_of(1'b1) | wr_of(1'b1);
       end
       OPCODE_VREDUCE: begin
@@ -124,6 +138,11 @@ module loom_footprint
       end
       default: fp_o = '0;  // control instructions touch no SRAM
     endcase
+`ifdef LOOM_FAULT_INJECT
+    if (fault_short && fp_o.wr.valid && fp_o.wr.hi - fp_o.wr.lo > 32'(Lanes)) begin
+      fp_o.wr.hi = fp_o.wr.lo + 32'(Lanes);
+    end
+`endif
   end
 
   // ------------------------------------------------------------------ assertions

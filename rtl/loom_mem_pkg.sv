@@ -79,6 +79,31 @@ package loom_mem_pkg;
     return d;
   endfunction
 
+  // Whether SRAM line `line` of the memory `acc` holds an element of span s.
+  function automatic logic line_meets(span_t s, logic acc, line_addr_t line);
+    logic [31:0] first;
+    first = 32'(line) * 32'(Lanes);
+    return s.valid && s.acc == acc && first < s.hi && s.lo < first + 32'(Lanes);
+  endfunction
+
+  function automatic logic line_read(footprint_t f, logic acc, line_addr_t line);
+    return line_meets(f.rd[0], acc, line) || line_meets(f.rd[1], acc, line) ||
+           line_meets(f.rd[2], acc, line);
+  endfunction
+
+  // Whether every line a unit's request reads or writes this cycle meets the matching
+  // spans of its footprint (writes the write span, reads a read span).
+  function automatic logic accesses_within(mem_req_t r, footprint_t f);
+    logic ok;
+    ok = (!r.spad.wr_en || line_meets(f.wr, 1'b0, r.spad.wr_line)) &&
+         (!r.acc.wr_en || line_meets(f.wr, 1'b1, r.acc.wr_line));
+    for (int i = 0; i < 2; i++) begin
+      ok = ok && (!r.spad.rd_en[i] || line_read(f, 1'b0, r.spad.rd_line[i])) &&
+                 (!r.acc.rd_en[i] || line_read(f, 1'b1, r.acc.rd_line[i]));
+    end
+    return ok;
+  endfunction
+
   // The ports a unit's request enables this cycle.
   function automatic ports_t ports_driven(mem_req_t r);
     ports_t p;

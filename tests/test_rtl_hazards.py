@@ -6,9 +6,9 @@ dependency on them. Here each pair of units (X older, Y younger, on different un
 meets on one region in every way their instructions can (read-after-write,
 write-after-read, write-after-write, in SPAD and in ACC): X is long, so that Y, issued
 without the wait, would overtake it. Each case runs in lockstep with the ISA model
-(every retirement's written region compared), and the counters say why Y waited:
-STALL_DEP for a dependency, STALL_UNIT where the two also drive one memory port (the
-port rule alone then orders them). With the injected fault ctrl_no_hazard (issue
+(every retirement's written region compared), the issue trace shows Y issued after X
+retired, and where only the dependency orders them STALL_DEP counts the wait (where the
+two also drive one memory port, the port rule orders them as well). With the injected fault ctrl_no_hazard (issue
 ignores dependencies) every case that only the dependency check protects diverges:
 these tests catch a core that misses one.
 """
@@ -75,9 +75,16 @@ class Template:
                 f"move dst_space={dst} src_space={src} dst={at['dst']} dst_stride={COLS}"
                 f" src={at['src']} src_stride={COLS} {region}"
             )
+        if self.name == "vadd":
+            return (
+                f"vadd dst={at['dst']} dst_stride={COLS} a={at['a']} a_stride={COLS}"
+                f" b={at['b']} b_stride={COLS} {region}"
+            )
+        # VUNARY, VMASK, VREDUCE (its destination one column per row).
+        extra = " offset=0 imm=-1.0" if self.name == "vmask" else ""
         return (
-            f"vadd dst={at['dst']} dst_stride={COLS} a={at['a']} a_stride={COLS}"
-            f" b={at['b']} b_stride={COLS} {region}"
+            f"{self.name} dst={at['dst']} dst_stride={COLS} a={at['a']} a_stride={COLS}"
+            f" {region}{extra}"
         )
 
 
@@ -95,6 +102,9 @@ TEMPLATES = (
     Template("move_spad_to_acc", "vpu", (("src", "spad", False), ("dst", "acc", True))),
     Template("move_acc_to_spad", "vpu", (("src", "acc", False), ("dst", "spad", True))),
     Template("vadd", "vpu", (("a", "acc", False), ("b", "acc", False), ("dst", "acc", True))),
+    Template("vexp", "vpu", (("a", "acc", False), ("dst", "acc", True))),
+    Template("vmask", "vpu", (("a", "acc", False), ("dst", "acc", True))),
+    Template("vrsum", "vpu", (("a", "acc", False), ("dst", "acc", True))),
 )
 
 
@@ -195,11 +205,12 @@ def _run_all(
 
     out: dict[str, object] = {}
     plusargs = [] if assertions else [NO_ASSERTIONS]
-    backend = VerilatorBackend(DEFAULT_HW, faults=list(faults), plusargs=plusargs)
+    backend = VerilatorBackend(DEFAULT_HW, faults=list(faults), plusargs=plusargs, trace=True)
     try:
         for case in cases:
             code = encode_program(assemble(case.source()))
             before = dict(backend.stats)
+            traced = len(backend.trace)
             try:
                 backend.run_segment(_dram(code), code, 0, lambda layer: None)
             except Exception as e:  # noqa: BLE001 - the verdict is the error
@@ -209,6 +220,9 @@ def _run_all(
             out[case.name] = {
                 k: st.get(k, 0) - before.get(k, 0) for k in ("stall_dep", "stall_unit", "overlap")
             } | {"mismatches": len(st["isa_mismatches"]) - len(before["isa_mismatches"])}
+            # ... fence, X, Y, fence, halt: when X retired and when Y issued.
+            x, y = backend.trace[traced:][-4:-2]
+            out[case.name] |= {"x_retired": x.cycle, "y_issued": y.issued}
     finally:
         backend.close()
     return out
@@ -221,8 +235,9 @@ def test_every_hazard_waits_and_matches_the_isa_model():
     assert not failed, failed
     for case in CASES:
         r = results[case.name]
-        cause = "stall_unit" if case.shares_a_port else "stall_dep"
-        assert r[cause] > 0, (case.name, r)
+        assert r["y_issued"] > r["x_retired"], (case.name, r)
+        if not case.shares_a_port:
+            assert r["stall_dep"] > 0, (case.name, r)
 
 
 @pytest.mark.rtl
@@ -241,3 +256,19 @@ def test_a_core_that_ignores_dependencies_fails_these_tests():
         if not caught:
             missed.append((case.name, r))
     assert not missed, missed
+
+
+@pytest.mark.rtl
+def test_a_footprint_short_of_its_region_is_caught():
+    """footprint_short: write footprints cover only their first line. The scoreboard
+    trusts footprints, so loom_core compares every SRAM access with its instruction's
+    (the AccessInFootprint assertions): the first write past a first line fails. With
+    the assertions off, the overtaking it allows diverges in lockstep."""
+    from sim.rtl.backend import AssertionFailure, DivergenceError
+
+    case = next(c for c in CASES if c.name == "mm.c-RAW-st_acc.src")
+    assert not case.shares_a_port
+    r = _run_all(("footprint_short",), [case])[case.name]
+    assert isinstance(r, AssertionFailure) and r.name.endswith("AccessInFootprint"), r
+    r = _run_all(("footprint_short",), [case], assertions=False)[case.name]
+    assert isinstance(r, DivergenceError) or (isinstance(r, dict) and r["mismatches"]), r

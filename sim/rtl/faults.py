@@ -18,6 +18,10 @@ FAULTS: dict[str, tuple[str, str]] = {
         "control",
         "issue ignores SRAM dependencies (RAW, WAR, WAW) on the instructions in flight",
     ),
+    "footprint_short": (
+        "control",
+        "an instruction's SRAM write footprint covers only the first line of its region",
+    ),
     "dma_burst_4k": ("DMA", "row bursts are not split at 4 KiB boundaries"),
     "vpu_mask_spill": (
         "vector unit",
