@@ -203,6 +203,15 @@ def main() -> None:
     ]
     md += [
         "",
+        "The constant-bytes floor counts every constant byte in DRAM once at the configured"
+        " DRAM bytes per cycle (issue 16's measure). A constant read both in fp32 and as a"
+        " matrix operand now has a bf16 copy too (GPT-2's tied wte/lm_head: 73.6 MiB more),"
+        " while the gather reads only a few fp32 rows of the original, so that floor"
+        " overstates what must be read; the bytes-read floor (DMA_RD_BYTES over the same"
+        " rate) is the tighter one.",
+    ]
+    md += [
+        "",
         "## Performance model (cycle-exact against the RTL above; docs/perf.md)",
         "",
         "| model | tokens | cycles | MXU util. | util. by layer kind | DMA, MXU, VPU busy"
