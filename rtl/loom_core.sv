@@ -174,30 +174,27 @@ module loom_core
     return r;
   endfunction
 
+  // One memory's request: each of its three ports from that port's owner.
+  function automatic sram_req_t sram_from_owners(sram_req_t rd0, sram_req_t rd1, sram_req_t wr);
+    sram_req_t r;
+    r = wr;  // the write port's fields
+    r.rd_en[0] = rd0.rd_en[0];
+    r.rd_line[0] = rd0.rd_line[0];
+    r.rd_en[1] = rd1.rd_en[1];
+    r.rd_line[1] = rd1.rd_line[1];
+    return r;
+  endfunction
+
   always_comb begin
-    mem_req_t r;
-    r = from_owner(port_owner[PortSpadRd0], dma_mem_req, mxu_mem_req, vpu_mem_req);
-    mem_req.spad.rd_en[0] = r.spad.rd_en[0];
-    mem_req.spad.rd_line[0] = r.spad.rd_line[0];
-    r = from_owner(port_owner[PortSpadRd1], dma_mem_req, mxu_mem_req, vpu_mem_req);
-    mem_req.spad.rd_en[1] = r.spad.rd_en[1];
-    mem_req.spad.rd_line[1] = r.spad.rd_line[1];
-    r = from_owner(port_owner[PortSpadWr], dma_mem_req, mxu_mem_req, vpu_mem_req);
-    mem_req.spad.wr_en = r.spad.wr_en;
-    mem_req.spad.wr_line = r.spad.wr_line;
-    mem_req.spad.wr_mask = r.spad.wr_mask;
-    mem_req.spad.wr_data = r.spad.wr_data;
-    r = from_owner(port_owner[PortAccRd0], dma_mem_req, mxu_mem_req, vpu_mem_req);
-    mem_req.acc.rd_en[0] = r.acc.rd_en[0];
-    mem_req.acc.rd_line[0] = r.acc.rd_line[0];
-    r = from_owner(port_owner[PortAccRd1], dma_mem_req, mxu_mem_req, vpu_mem_req);
-    mem_req.acc.rd_en[1] = r.acc.rd_en[1];
-    mem_req.acc.rd_line[1] = r.acc.rd_line[1];
-    r = from_owner(port_owner[PortAccWr], dma_mem_req, mxu_mem_req, vpu_mem_req);
-    mem_req.acc.wr_en = r.acc.wr_en;
-    mem_req.acc.wr_line = r.acc.wr_line;
-    mem_req.acc.wr_mask = r.acc.wr_mask;
-    mem_req.acc.wr_data = r.acc.wr_data;
+    mem_req_t rd0, rd1, wr;
+    rd0 = from_owner(port_owner[PortSpadRd0], dma_mem_req, mxu_mem_req, vpu_mem_req);
+    rd1 = from_owner(port_owner[PortSpadRd1], dma_mem_req, mxu_mem_req, vpu_mem_req);
+    wr = from_owner(port_owner[PortSpadWr], dma_mem_req, mxu_mem_req, vpu_mem_req);
+    mem_req.spad = sram_from_owners(rd0.spad, rd1.spad, wr.spad);
+    rd0 = from_owner(port_owner[PortAccRd0], dma_mem_req, mxu_mem_req, vpu_mem_req);
+    rd1 = from_owner(port_owner[PortAccRd1], dma_mem_req, mxu_mem_req, vpu_mem_req);
+    wr = from_owner(port_owner[PortAccWr], dma_mem_req, mxu_mem_req, vpu_mem_req);
+    mem_req.acc = sram_from_owners(rd0.acc, rd1.acc, wr.acc);
   end
 
   // The ports each unit owns this cycle.

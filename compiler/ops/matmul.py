@@ -146,9 +146,8 @@ def matmul_core(
 
     def widest(bufs: int) -> int:
         """The largest tn (N, or a multiple of the line) whose buffers fit."""
-        tn = min(N, pad(N))
-        if fits(tn, bufs):
-            return tn
+        if fits(N, bufs):
+            return N
         lo, hi = 0, pad(N) // line  # in lines: fits(lo * line) or lo == 0
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -170,7 +169,6 @@ def matmul_core(
     c_sram = [ctx.acc.alloc(tm, tn) for _ in range(bufs)]  # C [tm, tn], fp32
     if whole_bias:
         bias_all = ctx.acc.alloc(1, N).one_row()  # bias [1, N]
-        bias_sram = None
     elif bias is not None:
         bias_sram = [ctx.acc.alloc(1, tn).one_row() for _ in range(bufs)]  # bias [1, tn]
 
