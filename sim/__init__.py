@@ -8,11 +8,23 @@ The public API over the rooms below it (docs/architecture.md):
   sim.cli            `python -m sim` / `make sim`: options, models, reports, dumps
 """
 
-from sim.runtime import RunResult, execute, register_backend, run
+from __future__ import annotations
 
-# The built-in backends, imported only when one is asked for.
-register_backend("ref", "sim.ref.backend:RefBackend")
-register_backend("torch", "sim.torch_backend.backend:TorchBackend")
-register_backend("verilator", "sim.rtl.backend:VerilatorBackend")
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sim.runtime import RunResult, execute, register_backend, run
 
 __all__ = ["RunResult", "execute", "register_backend", "run"]
+
+
+def __getattr__(name: str):
+    """The API, imported when first used: the runtime imports torch (~1 s), which a
+    process that imports only a room below it (the testbench inside the simulator
+    imports the ISA model, sim.ref) never needs. The built-in backends are named in the
+    runtime's registry (sim/runtime/backend.py)."""
+    if name in __all__:
+        import sim.runtime
+
+        return getattr(sim.runtime, name)
+    raise AttributeError(f"module 'sim' has no attribute {name!r}")

@@ -46,7 +46,14 @@ class Backend(Protocol):
 
 
 # name -> a factory(hw, **options), or "module:attribute" naming one (imported on use)
-_REGISTRY: dict[str, Callable[..., Backend] | str] = {}
+# The built-in backends, by import path: a backend's module is imported only when one is
+# made, so naming them here imports none of them (nor torch, for a process that only
+# needs the ISA model: the testbench inside the simulator).
+_REGISTRY: dict[str, Callable[..., Backend] | str] = {
+    "ref": "sim.ref.backend:RefBackend",
+    "torch": "sim.torch_backend.backend:TorchBackend",
+    "verilator": "sim.rtl.backend:VerilatorBackend",
+}
 
 
 def register_backend(name: str, factory: Callable[..., Backend] | str) -> None:
