@@ -41,6 +41,10 @@ module loom_csr
   logic [31:0] r_data_d, r_data_q;
   logic [1:0] r_resp_d, r_resp_q;
   logic wr_fire, rd_fire;
+  // START is registered: nothing of the core is combinational in the host port's inputs,
+  // so a simulator that re-evaluates everything downstream of the top-level inputs at each
+  // clock edge (Verilator's input-combo region) evaluates only this module's decode.
+  logic start_d, start_q;
 
   function automatic logic [31:0] read_reg(logic [7:0] addr, logic [31:0] pc_start,
                                            logic [31:0] code_end, logic [31:0] dram_limit,
@@ -87,13 +91,13 @@ module loom_csr
     r_valid_d = r_valid_q && !axil_req_i.r_ready;
     r_data_d = r_data_q;
     r_resp_d = r_resp_q;
-    start_o = 1'b0;
+    start_d = 1'b0;
 
     wr_fire = axil_req_i.aw_valid && axil_req_i.w_valid && !b_valid_q;
     if (wr_fire) begin
       b_valid_d = 1'b1;
       unique case (axil_req_i.aw_addr)
-        CsrCtrl: start_o = axil_req_i.w_data[0] && !busy_i;
+        CsrCtrl: start_d = axil_req_i.w_data[0] && !busy_i && !start_q;
         CsrPcStart: pc_start_d = axil_req_i.w_data;
         CsrCodeEnd: code_end_d = axil_req_i.w_data;
         CsrDramLimit: dram_limit_d = axil_req_i.w_data;
@@ -104,7 +108,9 @@ module loom_csr
     if (rd_fire) begin
       r_valid_d = 1'b1;
       r_data_d = read_reg(axil_req_i.ar_addr, pc_start_q, code_end_q, dram_limit_q,
-                          {29'd0, fault_i != FAULT_NONE, done_i, busy_i});
+                          // a started run reads busy from the write on
+                          {29'd0, fault_i != FAULT_NONE && !start_q, done_i && !start_q,
+                           busy_i || start_q});
       r_resp_d = RespOkay;
     end
   end
@@ -118,6 +124,7 @@ module loom_csr
       r_data: r_data_q,
       r_resp: r_resp_q,
       r_valid: r_valid_q};
+  assign start_o = start_q;
   assign pc_start_o = pc_start_q;
   assign code_end_o = code_end_q;
   assign dram_limit_o = dram_limit_q;
@@ -130,6 +137,7 @@ module loom_csr
       b_valid_q <= 1'b0;
       r_valid_q <= 1'b0;
       r_data_q <= '0;
+      start_q <= 1'b0;
       r_resp_q <= RespOkay;
     end else begin
       pc_start_q <= pc_start_d;
@@ -139,6 +147,7 @@ module loom_csr
       r_valid_q <= r_valid_d;
       r_data_q <= r_data_d;
       r_resp_q <= r_resp_d;
+      start_q <= start_d;
     end
   end
 
@@ -151,6 +160,7 @@ module loom_csr
                                                  axil_rsp_o.w_ready && !b_valid_q)
   `ASSERT(ReadWhenFree, axil_rsp_o.ar_ready |-> !r_valid_q)
   `ASSERT(StartOnlyWhenIdle, start_o |-> !busy_i)
+  `ASSERT(StartOneCycle, start_o |=> !start_o)
   `ASSERT_KNOWN(RspKnown, axil_rsp_o)
 
 endmodule

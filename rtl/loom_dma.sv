@@ -397,11 +397,14 @@ module loom_dma
       n = avail < room_lanes ? avail : room_lanes;
       n = n < left_cols ? n : left_cols;
       line = lbuf_q;
+      // Element l - lfill of the stream, selected in place (a part-select of one word;
+      // shifting the whole stream per lane costs a StreamBits-wide shift each). In range:
+      // at most Lanes elements of at most 4 bytes, and StreamBytes >= 4 * Lanes + BusBytes.
       for (int l = 0; l < Lanes; l++) begin
         if (l >= int'(lfill_q) && l < int'(lfill_q) + int'(n)) begin
           line[l*32 +: 32] = to_lane(
-              32'(sbuf_q >> ((l - int'(lfill_q)) * int'(esize) * 8)) &
-                  (is_bf16 ? 32'h0000_ffff : 32'hffff_ffff),
+              is_bf16 ? {16'd0, sbuf_q[(l - int'(lfill_q)) * 16 +: 16]}
+                      : sbuf_q[(l - int'(lfill_q)) * 32 +: 32],
               is_bf16, is_acc);
         end
       end
@@ -440,11 +443,14 @@ module loom_dma
       // Data of the line read issued last cycle.
       if (st_rd_pend_q) begin
         line_t src;
+        logic [31:0] elem;
         src = is_acc ? mem_rsp_i.acc.rd_data[0] : mem_rsp_i.spad.rd_data[0];
         for (int l = 0; l < Lanes; l++) begin
           if (l < int'(st_rd_cols_q)) begin
-            push_data = push_data | (StreamBits'(to_dram(src[l*32 +: 32], is_bf16)) <<
-                                     (l * int'(esize) * 8));
+            // In place, as the packer reads (no StreamBits-wide shift per lane).
+            elem = to_dram(src[l*32 +: 32], is_bf16);
+            if (is_bf16) push_data[l*16 +: 16] = elem[15:0];
+            else push_data[l*32 +: 32] = elem;
           end
         end
         push_bytes = CntBits'(st_rd_cols_q * 16'(esize));

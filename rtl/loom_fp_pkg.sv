@@ -111,14 +111,41 @@ package loom_fp_pkg;
     return r;
   endfunction
 
-  // Number of leading zeros of a 27-bit value (27 when zero).
-  function automatic logic [4:0] clz27(logic [26:0] v);
-    logic [4:0] n;
-    n = 5'd27;
-    for (int i = 0; i < 27; i++) begin
-      if (v[i]) n = 5'(26 - i);
+  // Number of leading zeros of a 64-bit value (64 when zero), by halving: six steps of
+  // straight-line code where a bit-by-bit scan compiles to 64 conditional moves (every
+  // PE's adder and multiplier normalises with it, every cycle).
+  function automatic logic [6:0] clz64(logic [63:0] v);
+    logic [6:0] n;
+    logic [63:0] x;
+    n = 7'd0;
+    x = v;
+    if (x[63:32] == 32'd0) begin
+      n = n + 7'd32;
+      x = x << 32;
     end
+    if (x[63:48] == 16'd0) begin
+      n = n + 7'd16;
+      x = x << 16;
+    end
+    if (x[63:56] == 8'd0) begin
+      n = n + 7'd8;
+      x = x << 8;
+    end
+    if (x[63:60] == 4'd0) begin
+      n = n + 7'd4;
+      x = x << 4;
+    end
+    if (x[63:62] == 2'd0) begin
+      n = n + 7'd2;
+      x = x << 2;
+    end
+    if (!x[63]) n = n + (x[62] ? 7'd1 : 7'd2);
     return n;
+  endfunction
+
+  // Number of leading zeros of a 27-bit value (27 when zero): the ones below stop the count.
+  function automatic logic [4:0] clz27(logic [26:0] v);
+    return 5'(clz64({v, {37{1'b1}}}));
   endfunction
 
   // ---------------------------------------------------------------- add
@@ -189,10 +216,7 @@ package loom_fp_pkg;
     logic [5:0] lz;
     logic signed [11:0] e;
     logic [26:0] sig;
-    lz = 6'd48;
-    for (int i = 0; i < 48; i++) begin
-      if (p[i]) lz = 6'(47 - i);
-    end
+    lz = 6'(clz64({p, 16'hffff}));  // 48 when p == 0
     pn = p << lz;
     e = exp_sum - 12'sd126 - $signed({6'd0, lz});
     sig = {pn[47:22], pn[21:0] != 22'd0};
@@ -234,7 +258,7 @@ package loom_fp_pkg;
     logic [31:0] r;
     logic sign;
     logic [7:0] ma, mb;
-    logic signed [11:0] exp_sum;
+    logic signed [11:0] exp_sum, e_norm;
     logic [15:0] p;
     sign = a[15] ^ b[15];
     if (f32_is_nan({a, 16'd0}) || f32_is_nan({b, 16'd0}) ||
@@ -251,8 +275,16 @@ package loom_fp_pkg;
       exp_sum = $signed({4'd0, (a[14:7] == 8'd0) ? 8'd1 : a[14:7]}) +
                 $signed({4'd0, (b[14:7] == 8'd0) ? 8'd1 : b[14:7]});
       p = 16'(ma) * 16'(mb);
-      // Place the 16-bit product where the 48-bit one would be (2 x 16 fraction bits less).
-      r = product_round_pack(sign, exp_sum, {p, 32'd0});
+      // Two normal operands whose product is normal: the product is exact (8 x 8
+      // significand bits fit in 24), so it packs without rounding; p is in [2^14, 2^16).
+      // Everything else (subnormal operands or result, overflow) rounds the general way.
+      e_norm = exp_sum - 12'sd127 + (p[15] ? 12'sd1 : 12'sd0);
+      if (a[14:7] != 8'd0 && b[14:7] != 8'd0 && e_norm >= 12'sd1 && e_norm <= 12'sd254) begin
+        r = {sign, e_norm[7:0], p[15] ? {p[14:0], 8'd0} : {p[13:0], 9'd0}};
+      end else begin
+        // Place the 16-bit product where the 48-bit one would be (2 x 16 fraction bits less).
+        r = product_round_pack(sign, exp_sum, {p, 32'd0});
+      end
     end
     return r;
   endfunction

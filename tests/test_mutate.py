@@ -188,6 +188,17 @@ def test_the_equivalence_claims_name_their_mutant():
         assert {"file", "line", "original", "replacement", "reason"} <= set(claim)
 
 
+def test_the_equivalence_claims_point_at_their_code():
+    """A claim is matched by line number: an edit above it moves the code, and a claim
+    left behind would silently stop matching its mutant (or match another)."""
+    for claim in mutate.load_claims():
+        lines = (mutate.ROOT / claim["file"]).read_text().splitlines()
+        assert claim["original"] in lines[claim["line"] - 1], (
+            f"{claim['file']}:{claim['line']} no longer holds {claim['original']!r}:"
+            " move the claim with its code"
+        )
+
+
 def test_list_prints_the_sample(capsys):
     assert mutate.main(["list", "--seed", "1", "-n", "30"]) == 0
     out = capsys.readouterr().out
