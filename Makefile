@@ -27,7 +27,7 @@ BATCH ?=
 # an RTL bug to see it found).
 N ?= 2000
 
-.PHONY: sim waves test test-full lint format gen bench bench-torch bench-tolerances fuzz coverage bench-verif mutate regress models clean
+.PHONY: sim waves test test-full lint format gen bench bench-torch bench-tolerances fuzz coverage bench-verif mutate regress models train-tiny clean
 
 # Reinstalled only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -142,13 +142,18 @@ regress: $(STAMP)
 # the ATen ops and where each runs, CPU ops, device segments, transfers, times, RTL
 # cycles and accuracy against eager PyTorch. MODELS= a subset, space or comma separated,
 # registered names or package.module:function (the file keeps the other rows); RTL=
-# (default: the small ones, *-tiny, mlp, llama-odd; RTL= for none); LAYERS=n or
+# (default: the small ones, *-tiny, mlp, llama-odd, gpt2-stdlib; RTL= for none); LAYERS=n or
 # LAYERS='name=n ...' cuts transformer blocks; TOKENS, SEED, HW as for make sim.
 RTL ?=
 models: $(STAMP)
 	$(PY) -m sim.cli.coverage --tokens $(TOKENS) --seed $(SEED) \
 		$(if $(MODELS),--models '$(MODELS)') $(if $(call given,RTL),--rtl '$(RTL)') \
 		$(if $(LAYERS),--layers '$(LAYERS)') $(if $(HW),--hw $(HW))
+
+# The byte-level GPT-2 trained on the Python standard library's source (weights/README.md):
+# deterministic, ~15 minutes on one core; rewrites weights/gpt2-stdlib/.
+train-tiny: $(STAMP)
+	$(PY) weights/train_tiny.py
 
 clean:
 	rm -rf build
