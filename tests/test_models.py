@@ -83,3 +83,23 @@ def test_cli_refuses_bad_options_before_any_work(capsys, monkeypatch, argv, mess
 def test_gpt2_small():
     """Full GPT-2 small (12 blocks, 8 tokens) through the RTL: make test-full."""
     assert sim_main(["gpt2", "--backend", "verilator", "--out", "build/test-gpt2"]) == 0
+
+
+def test_the_trained_model_predicts_held_out_text_and_loom_agrees():
+    """gpt2-stdlib (weights/) is trained: on held-out text its most likely next byte is
+    right far more often than chance (1/257), and the program on the ISA model picks the
+    same next byte as the eager model at >= 99% of the positions (issue 17's target; bf16
+    operands can flip a near tie: measured 127 of 128, the one flip at an eager margin of
+    0.025 where that row's largest logit error is 0.072)."""
+    spec = build("gpt2-stdlib", tokens=64, seed=3, batch=2)
+    (ids,) = spec.inputs
+    assert ids.shape == (2, 64) and int(ids.max()) < 256  # bytes of held-out text
+    (expected,) = eager_outputs(spec.model, spec.inputs, spec.kwargs)  # [2, 64, 257]
+    right = (expected[:, :-1].argmax(-1) == ids[:, 1:]).float().mean().item()
+    assert right > 0.4, f"eager top-1 next-byte accuracy {right:.2f}: not a trained model"
+    program = compiler.compile(spec.model, spec.inputs, kwargs=spec.kwargs)
+    result = sim.run(program, spec.inputs, check=True)
+    assert all(r["status"] == "pass" for r in result.layers)
+    (actual,) = result.outputs
+    agree = (actual.argmax(-1) == expected.argmax(-1)).float().mean().item()
+    assert agree >= 0.99, f"top-1 agreement with eager {agree:.3f}"

@@ -38,7 +38,7 @@ STALE = "docs/models.md is stale: run `make models`"
 EM_DASH = "—"
 # Models beyond the -tiny ones that are as cheap: the default RTL set and what the
 # staleness test recompiles.
-SMALL_EXTRA = ("mlp", "llama-odd")
+SMALL_EXTRA = ("mlp", "llama-odd", "gpt2-stdlib")
 EAGER_RUNS = 5
 # The eager model is timed on one thread: on a shared machine with few cores, torch's
 # thread pool waits on busy cores and a tiny model's time swings a hundredfold.

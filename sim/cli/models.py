@@ -253,6 +253,34 @@ def _hf_family(name: str):
     return make
 
 
+# The GPT-2 architecture trained in the repository (weights/README.md, `make train-tiny`):
+# real weights, so its next-token predictions can be read and compared.
+STDLIB_DIR = Path(__file__).resolve().parents[2] / "weights" / "gpt2-stdlib"
+
+
+@register("gpt2-stdlib")
+def gpt2_stdlib(layers=None, tokens=8, seed=0, weights=None, batch=1) -> ModelSpec:
+    """4 layers, 128 wide, 4 heads, byte vocabulary (257), trained on the Python standard
+    library's source; its inputs are held-out text (weights/gpt2-stdlib/heldout.txt),
+    `tokens` bytes from a window the seed picks, one window per batch row."""
+    from transformers import GPT2LMHeadModel
+
+    model = GPT2LMHeadModel.from_pretrained(weights or STDLIB_DIR, local_files_only=True)
+    if layers is not None:
+        model.transformer.h = model.transformer.h[:layers]
+        model.config.n_layer = layers
+    model.eval()
+    text = (STDLIB_DIR / "heldout.txt").read_bytes()
+    if tokens > min(len(text), model.config.n_positions):
+        raise ValueError(
+            f"gpt2-stdlib: {tokens} tokens; at most {min(len(text), model.config.n_positions)}"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, len(text) - tokens + 1, (batch,), generator=gen).tolist()
+    ids = torch.tensor([list(text[s : s + tokens]) for s in starts], dtype=torch.long)
+    return ModelSpec(model, (ids,), {"use_cache": False})
+
+
 def _describe(fields: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in fields.items()) or "defaults"
 
