@@ -124,8 +124,8 @@ module loom_mxu
     vb_d = vb_q;
     abuf_we = 1'b0;
     bbuf_we = 1'b0;
-    abuf_wdata = upper_halves(mem_rsp_i.spad.rd_data[0]);
-    bbuf_wdata = upper_halves(mem_rsp_i.spad.rd_data[1]);
+    abuf_wdata = '0;
+    bbuf_wdata = '0;
     ld_a_d = 1'b0;
     ld_b_d = 1'b0;
     ld_par_d = ld_par_q;
@@ -192,6 +192,8 @@ module loom_mxu
         // Operand lines of the next block arriving from SPAD.
         abuf_we = ld_a_q;
         bbuf_we = ld_b_q;
+        abuf_wdata = upper_halves(mem_rsp_i.spad.rd_data[0]);
+        bbuf_wdata = upper_halves(mem_rsp_i.spad.rd_data[1]);
         // Read line l of block kb = step / D (one block ahead of the array).
         begin
           kb = step_q >> LogD;

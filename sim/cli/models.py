@@ -33,6 +33,14 @@ def register(name: str):
     return wrap
 
 
+def _first_blocks(model, layers: int | None):
+    """A loaded GPT-2 cut to its first `layers` transformer blocks (all when None)."""
+    if layers is not None:
+        model.transformer.h = model.transformer.h[:layers]
+        model.config.n_layer = layers
+    return model
+
+
 def _gpt2(
     config_kwargs: dict,
     layers: int | None,
@@ -45,10 +53,9 @@ def _gpt2(
 
     torch.manual_seed(seed)
     if weights and Path(weights).is_dir():
-        model = GPT2LMHeadModel.from_pretrained(weights, local_files_only=True)
-        if layers is not None:
-            model.transformer.h = model.transformer.h[:layers]
-            model.config.n_layer = layers
+        model = _first_blocks(
+            GPT2LMHeadModel.from_pretrained(weights, local_files_only=True), layers
+        )
     else:
         cfg = GPT2Config(**config_kwargs)
         if layers is not None:
@@ -266,10 +273,7 @@ def gpt2_stdlib(layers=None, tokens=8, seed=0, weights=None, batch=1) -> ModelSp
     from transformers import GPT2LMHeadModel
 
     model = GPT2LMHeadModel.from_pretrained(weights or STDLIB_DIR, local_files_only=True)
-    if layers is not None:
-        model.transformer.h = model.transformer.h[:layers]
-        model.config.n_layer = layers
-    model.eval()
+    model = _first_blocks(model, layers).eval()
     text = (STDLIB_DIR / "heldout.txt").read_bytes()
     if tokens > min(len(text), model.config.n_positions):
         raise ValueError(
